@@ -1,0 +1,33 @@
+"""Every bound in one place, with their relationships asserted at import time.
+
+Overload behaviour is explicit: a full queue blocks the producer (backpressure) or the
+request is rejected with a clear error; nothing grows without bound.
+"""
+
+from __future__ import annotations
+
+# Raft timing (logical ticks; the shells map wall time to ticks).
+TICK_MS = 10
+HEARTBEAT_TICKS = 5  # 50 ms
+ELECTION_TICKS = 20  # 200 ms, randomised to [ELECTION_TICKS, 2 * ELECTION_TICKS)
+
+# Replication.
+MAX_INFLIGHT_APPENDS = 64  # per follower, pipelined AppendRequests not yet acknowledged
+MAX_APPEND_BYTES = 1 << 20  # payload bytes per AppendRequest
+MAX_APPEND_ENTRIES = 4096  # entries per AppendRequest
+MAX_UNCOMMITTED_ENTRIES = 20_000  # leader stops taking proposals beyond this
+SNAPSHOT_CHUNK_BYTES = 256 * 1024
+
+# Framing.
+MAX_PEER_FRAME_BYTES = 16 << 20
+MAX_ADMIN_FRAME_BYTES = 4 << 20
+MAX_ENTRY_BYTES = 1 << 20
+
+# Storage.
+SEGMENT_BYTES = 64 << 20
+SNAPSHOT_INTERVAL_ENTRIES = 100_000
+
+assert ELECTION_TICKS > 2 * HEARTBEAT_TICKS
+assert MAX_APPEND_BYTES >= MAX_ENTRY_BYTES
+assert MAX_PEER_FRAME_BYTES > MAX_APPEND_BYTES + SNAPSHOT_CHUNK_BYTES
+assert MAX_UNCOMMITTED_ENTRIES >= MAX_APPEND_ENTRIES
