@@ -55,7 +55,7 @@ class HardState:
 
 @attrs.frozen(slots=True)
 class SnapshotMeta:
-    """Position a snapshot covers (everything up to and including `index`) and the membership then."""
+    """Position a snapshot covers (everything up to and including `index`) and the voter set."""
 
     index: LogIndex
     term: Term
