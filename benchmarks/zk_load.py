@@ -7,6 +7,7 @@ for byte, drives real Apache ZooKeeper and our controllers in the side-by-side b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import struct
 import time
 from collections.abc import Sequence
@@ -23,8 +24,8 @@ OP_CLOSE = -11
 _INT = struct.Struct(">i")
 _REPLY_HEADER = struct.Struct(">iqi")
 _REQUEST_HEADER = struct.Struct(">ii")
-_OPEN_ACL_UNSAFE = _INT.pack(1) + _INT.pack(31) + b"".join(
-    _INT.pack(len(s)) + s for s in (b"world", b"anyone")
+_OPEN_ACL_UNSAFE = (
+    _INT.pack(1) + _INT.pack(31) + b"".join(_INT.pack(len(s)) + s for s in (b"world", b"anyone"))
 )
 
 
@@ -139,10 +140,8 @@ class ZkConnection:
 
     async def aclose(self) -> None:
         with trio.move_on_after(1):
-            try:
+            with contextlib.suppress(trio.BrokenResourceError):
                 await self.stream.send_all(encode_request(1 << 30, OP_CLOSE, b"", None))
-            except trio.BrokenResourceError:
-                pass
         await self.stream.aclose()
 
 
