@@ -1,0 +1,5 @@
+"""Deterministic simulator: the shipped Raft core over a seeded faulty network."""
+
+from controller.sim.simulation import SimOptions, Simulation, SimulationFailure, run_seed
+
+__all__ = ["SimOptions", "Simulation", "SimulationFailure", "run_seed"]
