@@ -1,0 +1,249 @@
+"""The `kraft` command line.
+
+Every command that talks to the quorum takes `--bootstrap-server host:port,...` (default: the
+local quorum) and `--json` where it prints data. Errors print one line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import trio
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from controller.node.admin_client import AdminError, fetch_status
+from controller.node.config import Address, ConfigError, NodeConfig, parse_bootstrap
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183"
+
+app = typer.Typer(help="KRaft-style controller quorum.", no_args_is_help=True, add_completion=False)
+quorum_app = typer.Typer(help="Run and inspect the controller quorum.", no_args_is_help=True)
+controller_app = typer.Typer(help="Run one controller process.", no_args_is_help=True)
+app.add_typer(quorum_app, name="quorum")
+app.add_typer(controller_app, name="controller")
+
+BootstrapOpt = Annotated[
+    str,
+    typer.Option("--bootstrap-server", "-b", help="Controllers' client addresses, host:port,..."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _servers(bootstrap: str) -> list[Address]:
+    try:
+        return parse_bootstrap(bootstrap)
+    except ConfigError as exc:
+        raise fail(str(exc), 2) from None
+
+
+# ---------------------------------------------------------------------- controller run
+
+
+@controller_app.command("run")
+def controller_run(
+    config: Annotated[Path | None, typer.Option(help="TOML configuration file.")] = None,
+    node_id: Annotated[int | None, typer.Option(help="This controller's id.")] = None,
+    voters: Annotated[
+        str | None, typer.Option(help="Comma-separated id@host:raft_port of every voter.")
+    ] = None,
+    observers: Annotated[str | None, typer.Option(help="id@host:raft_port of observers.")] = None,
+    client_port: Annotated[int | None, typer.Option(help="ZooKeeper-style client port.")] = None,
+    client_host: Annotated[str | None, typer.Option(help="Client listen host.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Log and snapshot directory.")] = None,
+    cluster_id: Annotated[
+        str | None, typer.Option(help="Cluster id (default kraft-local).")
+    ] = None,
+    election_timeout_ms: Annotated[int | None, typer.Option(help="Default 200.")] = None,
+    heartbeat_interval_ms: Annotated[int | None, typer.Option(help="Default 50.")] = None,
+    fsync: Annotated[str | None, typer.Option(help="always (default) or never.")] = None,
+    snapshot_interval_entries: Annotated[int | None, typer.Option()] = None,
+    log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
+) -> None:
+    """Run one controller until SIGTERM/SIGINT (flags override the config file)."""
+    from controller.node.main import run_controller, setup_logging
+
+    overrides: dict[str, Any] = {
+        "node_id": node_id,
+        "voters": voters,
+        "observers": observers,
+        "client_port": client_port,
+        "client_host": client_host,
+        "data_dir": str(data_dir) if data_dir else None,
+        "cluster_id": cluster_id,
+        "election_timeout_ms": election_timeout_ms,
+        "heartbeat_interval_ms": heartbeat_interval_ms,
+        "fsync": fsync,
+        "snapshot_interval_entries": snapshot_interval_entries,
+    }
+    try:
+        if config is not None:
+            cfg = NodeConfig.load(config, overrides)
+        else:
+            cfg = NodeConfig.from_mapping({k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as exc:
+        raise fail(str(exc), 2) from None
+    setup_logging(log_level)
+    raise typer.Exit(run_controller(cfg))
+
+
+# ---------------------------------------------------------------------- quorum status
+
+
+def print_status(status: dict[str, Any], console: Console) -> None:
+    console.print(
+        f"LeaderId: {status['leader_id']}  LeaderEpoch: {status['term']}  "
+        f"HighWatermark: {status['commit_index']}  (answered by node {status['node_id']}, "
+        f"{status['role']})",
+        highlight=False,
+    )
+    table = Table(
+        "NodeId", "Role", "ClientAddress", "RaftAddress", "LogEndOffset", "Lag", "LastContactMs"
+    )
+    for kind, members in (("voter", status["voters"]), ("observer", status["observers"])):
+        for m in members:
+            role = "leader" if m["id"] == status["leader_id"] else kind
+            table.add_row(
+                str(m["id"]),
+                role,
+                m["client_address"] or "?",
+                m["raft_address"],
+                "?" if m["log_end"] is None else str(m["log_end"]),
+                "?" if m["lag"] is None else str(m["lag"]),
+                "?" if m["last_contact_ms"] is None else str(m["last_contact_ms"]),
+            )
+    console.print(table)
+
+
+def status_json(status: dict[str, Any]) -> dict[str, Any]:
+    keys = ("id", "client_address", "raft_address", "log_end", "lag", "last_contact_ms")
+    return {
+        "leader_id": status["leader_id"],
+        "term": status["term"],
+        "commit_index": status["commit_index"],
+        "answered_by": status["node_id"],
+        "voters": [{k: m[k] for k in keys} for m in status["voters"]],
+        "observers": [{k: m[k] for k in keys} for m in status["observers"]],
+    }
+
+
+@quorum_app.command("status")
+def quorum_status(
+    bootstrap_server: BootstrapOpt = DEFAULT_BOOTSTRAP, json_: JsonOpt = False
+) -> None:
+    """Leader, term, high watermark and each member's replication state."""
+    servers = _servers(bootstrap_server)
+    try:
+        status = trio.run(fetch_status, servers)
+    except AdminError as exc:
+        raise fail(str(exc)) from None
+    if json_:
+        print(json.dumps(status_json(status)))
+    else:
+        print_status(status, Console())
+
+
+# ---------------------------------------------------------------------- quorum start
+
+
+@quorum_app.command("start")
+def quorum_start(
+    controllers: Annotated[int, typer.Option(min=1, max=9, help="Number of voters.")] = 3,
+    data_dir: Annotated[Path, typer.Option(help="Parent of each controller's data dir.")] = Path(
+        "./kraft-data"
+    ),
+    base_port: Annotated[int, typer.Option(help="First client port (2181, 2182, ...).")] = 2181,
+    raft_base_port: Annotated[
+        int | None, typer.Option(help="First Raft port (default base-port + 100).")
+    ] = None,
+    fsync: Annotated[str, typer.Option(help="always or never.")] = "always",
+    cluster_id: Annotated[str, typer.Option(help="Cluster id.")] = "kraft-local",
+    log_level: Annotated[str, typer.Option(help="Controllers' logging level.")] = "WARNING",
+) -> None:
+    """Start N local controller processes; Ctrl-C or SIGTERM stops them all."""
+    if fsync not in ("always", "never"):
+        raise fail("--fsync must be 'always' or 'never'", 2)
+    raft_base = raft_base_port if raft_base_port is not None else base_port + 100
+    ids = range(1, controllers + 1)
+    voters = ",".join(f"{i}@127.0.0.1:{raft_base + i - 1}" for i in ids)
+    connect = ",".join(f"127.0.0.1:{base_port + i - 1}" for i in ids)
+    procs: list[subprocess.Popen[bytes]] = []
+    stop = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    console = Console()
+    try:
+        for i in ids:
+            cmd = [
+                sys.executable, "-m", "controller", "controller", "run",
+                "--node-id", str(i), "--voters", voters,
+                "--client-port", str(base_port + i - 1),
+                "--data-dir", str(data_dir / f"node-{i}"),
+                "--fsync", fsync, "--cluster-id", cluster_id, "--log-level", log_level,
+            ]  # fmt: skip
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, start_new_session=True))
+        console.print(f"connect string: [bold]{connect}[/bold]", highlight=False)
+        servers = parse_bootstrap(connect)
+        status = None
+        deadline = time.monotonic() + 15
+        while not stop and time.monotonic() < deadline:
+            dead = [p for p in procs if p.poll() is not None]
+            if dead:
+                raise fail(f"a controller exited with code {dead[0].returncode}; see its log above")
+            try:
+                status = trio.run(fetch_status, servers, 1.0)
+                if status["role"] == "leader":
+                    break
+            except AdminError:
+                pass
+            time.sleep(0.2)
+        if status is None or status["role"] != "leader":
+            if not stop:
+                raise fail("no leader elected within 15 s")
+        else:
+            print_status(status, console)
+            console.print("quorum running; Ctrl-C to stop", highlight=False)
+        while not stop:
+            dead = [p for p in procs if p.poll() is not None]
+            if dead:
+                raise fail(f"controller exited unexpectedly (code {dead[0].returncode})")
+            time.sleep(0.2)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        end = time.monotonic() + 5
+        for p in procs:
+            try:
+                p.wait(max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        console.print("quorum stopped", highlight=False)
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app(prog_name="kraft")
+
+
+if __name__ == "__main__":
+    main()

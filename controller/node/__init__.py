@@ -1,0 +1,1 @@
+"""The trio shell around the Raft core: one controller process."""

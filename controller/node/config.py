@@ -1,0 +1,179 @@
+"""Controller configuration: a TOML file and/or command-line flags.
+
+Example file::
+
+    node_id = 1
+    cluster_id = "kraft-local"
+    voters = ["1@127.0.0.1:2281", "2@127.0.0.1:2282", "3@127.0.0.1:2283"]
+    observers = []
+    client_host = "127.0.0.1"
+    client_port = 2181
+    data_dir = "./kraft-data/node-1"
+    election_timeout_ms = 200
+    heartbeat_interval_ms = 50
+    fsync = "always"          # or "never" (tests and benchmarks only)
+    snapshot_interval_entries = 100000
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from controller import limits
+from controller.raft.types import NodeId
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed (message says which and why)."""
+
+
+@attrs.frozen
+class Address:
+    """A host and TCP port."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> Address:
+        host, sep, port = text.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"bad address {text!r}: expected host:port")
+        return cls(host.strip("[]"), int(port))
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def parse_member(text: str) -> tuple[NodeId, Address]:
+    """`id@host:port` as in KRaft's controller.quorum.voters."""
+    ident, sep, addr = text.strip().partition("@")
+    if not sep or not ident.isdigit() or int(ident) <= 0:
+        raise ConfigError(f"bad voter {text!r}: expected id@host:port with id > 0")
+    return int(ident), Address.parse(addr)
+
+
+def parse_bootstrap(text: str) -> list[Address]:
+    """A ZooKeeper-style connect string `host:port,host:port`."""
+    parts = [p for p in text.split(",") if p.strip()]
+    if not parts:
+        raise ConfigError("empty --bootstrap-server")
+    return [Address.parse(p) for p in parts]
+
+
+@attrs.frozen
+class NodeConfig:
+    """Everything one controller process needs to run."""
+
+    node_id: NodeId
+    voters: dict[NodeId, Address]
+    data_dir: Path
+    client_port: int
+    client_host: str = "127.0.0.1"
+    observers: dict[NodeId, Address] = attrs.field(factory=dict)
+    cluster_id: str = "kraft-local"
+    election_timeout_ms: int = limits.ELECTION_TICKS * limits.TICK_MS
+    heartbeat_interval_ms: int = limits.HEARTBEAT_TICKS * limits.TICK_MS
+    fsync: bool = True
+    snapshot_interval_entries: int = limits.SNAPSHOT_INTERVAL_ENTRIES
+
+    def __attrs_post_init__(self) -> None:
+        members = {**self.voters, **self.observers}
+        if self.node_id not in members:
+            raise ConfigError(f"node id {self.node_id} is neither a voter nor an observer")
+        if set(self.voters) & set(self.observers):
+            raise ConfigError("a node cannot be both voter and observer")
+        if not self.voters:
+            raise ConfigError("at least one voter is required")
+        if self.heartbeat_interval_ms < limits.TICK_MS:
+            raise ConfigError(f"heartbeat interval must be >= {limits.TICK_MS} ms")
+        if self.election_timeout_ms <= 2 * self.heartbeat_interval_ms:
+            raise ConfigError("election timeout must exceed twice the heartbeat interval")
+        if not 0 <= self.client_port < 65536:
+            raise ConfigError(f"bad client port {self.client_port}")
+        if self.snapshot_interval_entries < 1:
+            raise ConfigError("snapshot_interval_entries must be positive")
+
+    @property
+    def raft_address(self) -> Address:
+        return {**self.voters, **self.observers}[self.node_id]
+
+    @property
+    def election_ticks(self) -> int:
+        return max(2, self.election_timeout_ms // limits.TICK_MS)
+
+    @property
+    def heartbeat_ticks(self) -> int:
+        return max(1, self.heartbeat_interval_ms // limits.TICK_MS)
+
+    @classmethod
+    def from_mapping(cls, raw: dict[str, Any]) -> NodeConfig:
+        known = {
+            "node_id",
+            "voters",
+            "observers",
+            "data_dir",
+            "client_port",
+            "client_host",
+            "cluster_id",
+            "election_timeout_ms",
+            "heartbeat_interval_ms",
+            "fsync",
+            "snapshot_interval_entries",
+        }
+        unknown = set(raw) - known
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        for key in ("node_id", "voters", "data_dir", "client_port"):
+            if raw.get(key) in (None, "", []):
+                raise ConfigError(f"missing setting {key!r}")
+        fsync = raw.get("fsync", "always")
+        if fsync not in ("always", "never", True, False):
+            raise ConfigError(f"fsync must be 'always' or 'never', not {fsync!r}")
+        try:
+            return cls(
+                node_id=int(raw["node_id"]),
+                voters=dict(parse_member(v) for v in _as_list(raw["voters"])),
+                observers=dict(parse_member(v) for v in _as_list(raw.get("observers", []))),
+                data_dir=Path(raw["data_dir"]),
+                client_port=int(raw["client_port"]),
+                client_host=str(raw.get("client_host", "127.0.0.1")),
+                cluster_id=str(raw.get("cluster_id", "kraft-local")),
+                election_timeout_ms=int(
+                    raw.get("election_timeout_ms", limits.ELECTION_TICKS * limits.TICK_MS)
+                ),
+                heartbeat_interval_ms=int(
+                    raw.get("heartbeat_interval_ms", limits.HEARTBEAT_TICKS * limits.TICK_MS)
+                ),
+                fsync=fsync in ("always", True),
+                snapshot_interval_entries=int(
+                    raw.get("snapshot_interval_entries", limits.SNAPSHOT_INTERVAL_ENTRIES)
+                ),
+            )
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(str(exc)) from exc
+
+    @classmethod
+    def load(cls, path: Path, overrides: dict[str, Any] | None = None) -> NodeConfig:
+        try:
+            raw = tomllib.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        return cls.from_mapping(raw)
+
+
+def _as_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [v for v in value.split(",") if v.strip()]
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    raise ConfigError(f"expected a list or comma-separated string, got {value!r}")

@@ -1,0 +1,65 @@
+"""Process entry point for one controller (`kraft controller run`)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+import trio
+
+from controller.node.config import NodeConfig
+from controller.node.server import ControllerNode
+from controller.storage import StorageError
+
+log = logging.getLogger(__name__)
+
+GRACEFUL_TRANSFER_S = 1.0
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s [%(name)s] %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def run_until_signalled(config: NodeConfig) -> None:
+    node = ControllerNode(config)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        print(f"controller {config.node_id} serving clients on {node.client_address}", flush=True)
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                log.info("received %s, shutting down", signal.Signals(signum).name)
+                break
+        # Like KRaft's EndQuorumEpoch: resign gracefully so the quorum does not wait for an
+        # election timeout.
+        if node.core.is_leader and len(config.voters) > 1:
+            node.transfer_leadership()
+            with trio.move_on_after(GRACEFUL_TRANSFER_S):
+                while node.core.is_leader:
+                    await node.applied_event.wait()
+        nursery.cancel_scope.cancel()
+
+
+def run_controller(config: NodeConfig) -> int:
+    """Run until SIGTERM/SIGINT. Returns the process exit code."""
+    try:
+        trio.run(run_until_signalled, config)
+    except (StorageError, OSError, BaseExceptionGroup) as exc:
+        leaf = first_leaf(exc)
+        if not isinstance(leaf, StorageError | OSError):
+            raise
+        detail = str(leaf) if isinstance(leaf, StorageError) else (leaf.strerror or str(leaf))
+        print(f"error: controller {config.node_id}: {detail}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def first_leaf(exc: BaseException) -> BaseException:
+    """The first non-group exception inside (nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc

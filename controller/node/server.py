@@ -1,0 +1,470 @@
+"""`ControllerNode`: the trio shell that drives one `RaftCore`.
+
+Tasks in the node's nursery:
+- the Raft loop (the only code that touches the core, storage and state machine): drains
+  the inbox (peer messages, ticks), hands pending proposals to the core, then runs the
+  `Ready` host loop; storage I/O runs in a worker thread, and whatever arrives meanwhile is
+  handled as one batch afterwards (group commit);
+- the ticker, which turns the trio clock into Raft ticks;
+- one `PeerSender` per peer, and listeners for the Raft port and the client port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import trio
+
+from controller import limits
+from controller.node.admin import MAGIC
+from controller.node.codec import FrameDecoder, Hello, PeerProtocolError, encode_frame
+from controller.node.config import NodeConfig
+from controller.node.peers import PeerSender
+from controller.node.statemachine import KVStateMachine, StateMachine
+from controller.raft.core import InitialState, NotLeader, RaftConfig, RaftCore
+from controller.raft.messages import Message
+from controller.raft.ready import Ready
+from controller.raft.types import Entry, EntryKind, LogIndex, NodeId, Snapshot, Term
+from controller.storage import FileStorage
+
+log = logging.getLogger(__name__)
+
+INBOX_CAPACITY = 8192
+MAX_PENDING_PROPOSALS = limits.MAX_UNCOMMITTED_ENTRIES
+FIRST_BYTES_TIMEOUT_S = 10.0
+
+Callback = Callable[[object, Entry | None, Exception | None], None]
+"""Called once per proposal: (state machine result, applied entry, error)."""
+
+
+class ProposalFailed(Exception):
+    """The proposal did not commit as proposed; `leader` is a hint where to retry."""
+
+    def __init__(self, message: str, leader: str = "") -> None:
+        super().__init__(message)
+        self.leader = leader
+
+
+class _Tick:
+    pass
+
+
+class _Wake:
+    pass
+
+
+_TICK = _Tick()
+_WAKE = _Wake()
+
+
+class ControllerNode:
+    """One controller: Raft core, durable log, peers, client port."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        state_machine: StateMachine | None = None,
+        *,
+        client_handler: Callable[[ControllerNode, trio.SocketStream, bytes], Any] | None = None,
+    ) -> None:
+        self.config = config
+        self.node_id = config.node_id
+        self.sm: StateMachine = state_machine or KVStateMachine()
+        self._client_handler = client_handler
+        self._inbox_send, self._inbox_recv = trio.open_memory_channel[Message | _Tick | _Wake](
+            INBOX_CAPACITY
+        )
+        self._pending: deque[tuple[bytes, Callback]] = deque()
+        self._pending_room = trio.Event()
+        self._waiters: dict[LogIndex, tuple[Term, Callback]] = {}
+        self._peers: dict[NodeId, PeerSender] = {}
+        self.peer_client_addresses: dict[NodeId, str] = {}
+        self.client_address = f"{config.client_host}:{config.client_port}"
+        self.started = trio.Event()
+        self.applied_event = trio.Event()  # replaced after each apply batch
+        self._last_snapshot_index = 0
+        self._storage: FileStorage | None = None
+        self._core: RaftCore | None = None
+        self.leader_changes = 0
+        self.fsyncs = 0
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def core(self) -> RaftCore:
+        assert self._core is not None, "node not started"
+        return self._core
+
+    def leader_client_address(self) -> str:
+        leader = self.core.leader_id
+        if leader is None:
+            return ""
+        if leader == self.node_id:
+            return self.client_address
+        return self.peer_client_addresses.get(leader, "")
+
+    def submit(self, command: bytes, callback: Callback) -> None:
+        """Queue a proposal; `callback` runs once it is applied (or fails). Non-blocking:
+        callers must first `await wait_for_room()`."""
+        if not self.core.is_leader:
+            callback(None, None, ProposalFailed("not the leader", self.leader_client_address()))
+            return
+        self._pending.append((command, callback))
+        self._poke()
+
+    async def wait_for_room(self) -> None:
+        while len(self._pending) >= MAX_PENDING_PROPOSALS:
+            self._pending_room = trio.Event()
+            await self._pending_room.wait()
+
+    async def propose(self, command: bytes) -> tuple[object, Entry]:
+        """Propose and wait until applied here; raises ProposalFailed."""
+        await self.wait_for_room()
+        done = trio.Event()
+        outcome: list[Any] = []
+
+        def callback(result: object, entry: Entry | None, error: Exception | None) -> None:
+            outcome.extend((result, entry, error))
+            done.set()
+
+        self.submit(command, callback)
+        await done.wait()
+        result, entry, error = outcome
+        if error is not None:
+            raise error
+        return result, entry
+
+    def status(self) -> dict[str, Any]:
+        """The data behind `kraft quorum status` (JSON-friendly)."""
+        core = self.core
+        progress = core.progress()
+        tick_ms = limits.TICK_MS
+
+        def member(nid: NodeId) -> dict[str, Any]:
+            addr = {**self.config.voters, **self.config.observers}[nid]
+            client = (
+                self.client_address
+                if nid == self.node_id
+                else self.peer_client_addresses.get(nid, "")
+            )
+            info: dict[str, Any] = {
+                "id": nid,
+                "raft_address": str(addr),
+                "client_address": client,
+                "log_end": None,
+                "lag": None,
+                "last_contact_ms": None,
+            }
+            if nid == self.node_id:
+                info.update(log_end=core.last_index, lag=0, last_contact_ms=0)
+                info["lag"] = max(0, core.commit_index - core.last_index)
+            elif nid in progress:
+                pr = progress[nid]
+                info.update(
+                    log_end=pr.match_index,
+                    lag=max(0, core.last_index - pr.match_index),
+                    last_contact_ms=pr.last_contact_ticks * tick_ms,
+                )
+            return info
+
+        return {
+            "node_id": self.node_id,
+            "role": core.role,
+            "leader_id": core.leader_id,
+            "leader_client_address": self.leader_client_address(),
+            "term": core.term,
+            "commit_index": core.commit_index,
+            "applied_index": core.applied_index,
+            "last_index": core.last_index,
+            "first_index": core.first_index,
+            "elections_started": core.elections_started(),
+            "leader_changes": self.leader_changes,
+            "fsyncs": self.fsyncs,
+            "voters": [member(v) for v in core.voters],
+            "observers": [member(o) for o in core.observers],
+            "state_machine": self.sm.stats(),
+        }
+
+    def transfer_leadership(self) -> None:
+        if self.core.is_leader:
+            self.core.transfer_leadership()
+            self._poke()
+
+    # ------------------------------------------------------------------ run
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        cfg = self.config
+        storage, recovered = await trio.to_thread.run_sync(
+            lambda: FileStorage.open(
+                cfg.data_dir, cluster_id=cfg.cluster_id, node_id=cfg.node_id, fsync=cfg.fsync
+            )
+        )
+        self._storage = storage
+        if recovered.truncated_tail_bytes:
+            log.warning(
+                "recovered log: cut a torn tail of %d bytes", recovered.truncated_tail_bytes
+            )
+        if recovered.snapshot is not None:
+            self.sm.restore(recovered.snapshot.data)
+            self._last_snapshot_index = recovered.snapshot.meta.index
+        raft_cfg = RaftConfig(
+            node_id=cfg.node_id,
+            voters=tuple(sorted(cfg.voters)),
+            observers=tuple(sorted(cfg.observers)),
+            election_ticks=cfg.election_ticks,
+            heartbeat_ticks=cfg.heartbeat_ticks,
+        )
+        initial = InitialState(recovered.hard_state, recovered.snapshot, recovered.entries)
+        self._core = RaftCore(raft_cfg, initial, random.Random())
+        log.info(
+            "node %d starting: term %d, log %d..%d, %s",
+            cfg.node_id,
+            recovered.hard_state.term,
+            self._core.first_index,
+            self._core.last_index,
+            "fsync on" if cfg.fsync else "fsync OFF",
+        )
+        try:
+            async with trio.open_nursery() as nursery:
+                raft_addr = cfg.raft_address
+                await nursery.start(trio.serve_tcp, self._handle_peer_connection, raft_addr.port)
+                client_listeners = await nursery.start(
+                    trio.serve_tcp,
+                    self._handle_client_connection,
+                    cfg.client_port,
+                )
+                port = client_listeners[0].socket.getsockname()[1]
+                self.client_address = f"{cfg.client_host}:{port}"
+                hello = Hello(cfg.cluster_id, cfg.node_id, self.client_address)
+                for peer, addr in {**cfg.voters, **cfg.observers}.items():
+                    if peer != cfg.node_id:
+                        sender = PeerSender(peer, addr, hello)
+                        self._peers[peer] = sender
+                        nursery.start_soon(sender.run)
+                nursery.start_soon(self._ticker)
+                nursery.start_soon(self._raft_loop)
+                self.started.set()
+                task_status.started()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(storage.close)
+
+    # ------------------------------------------------------------------ raft loop
+
+    def _poke(self) -> None:
+        # If the inbox is full the loop is busy and will see the pending work anyway.
+        with contextlib.suppress(trio.WouldBlock):
+            self._inbox_send.send_nowait(_WAKE)
+
+    async def _ticker(self) -> None:
+        period = limits.TICK_MS / 1000
+        deadline = trio.current_time()
+        while True:
+            deadline += period
+            await trio.sleep_until(deadline)
+            now = trio.current_time()
+            if now - deadline > 5 * period:
+                deadline = now  # after a stall, do not fire a burst of catch-up ticks
+            await self._inbox_send.send(_TICK)
+
+    async def _raft_loop(self) -> None:
+        core = self.core
+        recv = self._inbox_recv
+        while True:
+            item = await recv.receive()
+            self._handle_input(item)
+            for _ in range(INBOX_CAPACITY):
+                try:
+                    item = recv.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                self._handle_input(item)
+            self._propose_pending()
+            while core.has_ready():
+                rd = core.ready()
+                await self._handle_ready(rd)
+                core.advance(rd)
+                self._propose_pending()
+            await self._maybe_snapshot()
+
+    def _handle_input(self, item: Message | _Tick | _Wake) -> None:
+        if item is _TICK:
+            self.core.tick()
+        elif item is _WAKE:
+            pass
+        else:
+            assert not isinstance(item, _Tick | _Wake)
+            self.core.step(item)
+
+    def _propose_pending(self) -> None:
+        if not self._pending:
+            return
+        core = self.core
+        if not core.is_leader:
+            leader = self.leader_client_address()
+            while self._pending:
+                _, cb = self._pending.popleft()
+                cb(None, None, ProposalFailed("not the leader", leader))
+            self._pending_room.set()
+            return
+        room = core.proposal_room()
+        if room <= 0:
+            return
+        n = min(room, len(self._pending), limits.MAX_APPEND_ENTRIES)
+        batch = [self._pending.popleft() for _ in range(n)]
+        try:
+            last, _ = core.propose([cmd for cmd, _ in batch])
+        except NotLeader:
+            for _, cb in batch:
+                cb(None, None, ProposalFailed("not the leader", self.leader_client_address()))
+            return
+        term = core.term
+        first = last - n + 1
+        for i, (_, cb) in enumerate(batch):
+            self._waiters[first + i] = (term, cb)
+        if len(self._pending) < MAX_PENDING_PROPOSALS:
+            self._pending_room.set()
+
+    async def _handle_ready(self, rd: Ready) -> None:
+        self._send(rd.early_messages)
+        if rd.must_sync or rd.entries or rd.snapshot is not None or rd.hard_state is not None:
+            if self.config.fsync:
+                await trio.to_thread.run_sync(self._persist, rd)
+            else:
+                self._persist(rd)
+        if rd.snapshot is not None:
+            self.sm.restore(rd.snapshot.data)
+            self._last_snapshot_index = rd.snapshot.meta.index
+            self._fail_waiters_upto(rd.snapshot.meta.index)
+            log.info("installed snapshot at index %d", rd.snapshot.meta.index)
+        self._send(rd.messages)
+        if rd.committed:
+            self._apply(rd.committed)
+        if rd.soft_state is not None:
+            ss = rd.soft_state
+            self.leader_changes += 1
+            log.info(
+                "node %d: %s in term %d, leader %s", self.node_id, ss.role, ss.term, ss.leader_id
+            )
+
+    def _persist(self, rd: Ready) -> None:
+        storage = self._storage
+        assert storage is not None
+        if rd.snapshot is not None:
+            storage.install_snapshot(rd.snapshot)
+        if rd.entries:
+            storage.append(rd.entries)
+        if rd.hard_state is not None:
+            storage.save_hard_state(rd.hard_state)
+        if rd.must_sync:
+            storage.sync()
+            self.fsyncs += 1
+
+    def _send(self, messages: Sequence[Message]) -> None:
+        for msg in messages:
+            sender = self._peers.get(msg.dst)
+            if sender is not None:
+                sender.push(encode_frame(msg))
+
+    def _apply(self, entries: Sequence[Entry]) -> None:
+        waiters = self._waiters
+        for e in entries:
+            result: object = None
+            if e.kind is EntryKind.COMMAND:
+                result = self.sm.apply(e)
+            if not waiters:
+                continue
+            w = waiters.pop(e.index, None)
+            if w is None:
+                continue
+            term, cb = w
+            if e.term == term and e.kind is EntryKind.COMMAND:
+                cb(result, e, None)
+            else:
+                cb(None, None, ProposalFailed("leadership changed before commit"))
+        self.applied_event.set()
+        self.applied_event = trio.Event()
+
+    def _fail_waiters_upto(self, index: LogIndex) -> None:
+        for i in [i for i in self._waiters if i <= index]:
+            _, cb = self._waiters.pop(i)
+            cb(None, None, ProposalFailed("replaced by a snapshot; outcome unknown"))
+
+    async def _maybe_snapshot(self) -> None:
+        core = self.core
+        if core.applied_index - self._last_snapshot_index < self.config.snapshot_interval_entries:
+            return
+        meta = core.snapshot_meta(core.applied_index)
+        snapshot = Snapshot(meta, self.sm.snapshot())
+        storage = self._storage
+        assert storage is not None
+        await trio.to_thread.run_sync(storage.save_snapshot, snapshot)
+        core.compact(snapshot)
+        await trio.to_thread.run_sync(storage.compact, meta.index)
+        self._last_snapshot_index = meta.index
+        log.info("snapshot at index %d (%d bytes)", meta.index, len(snapshot.data))
+
+    # ------------------------------------------------------------------ connections
+
+    async def _handle_peer_connection(self, stream: trio.SocketStream) -> None:
+        decoder = FrameDecoder()
+        peer: Hello | None = None
+        members = {**self.config.voters, **self.config.observers}
+        try:
+            async for data in stream:
+                decoder.feed(bytes(data))
+                while (frame := decoder.next_frame()) is not None:
+                    if peer is None:
+                        if not isinstance(frame, Hello):
+                            raise PeerProtocolError("first frame must be Hello")
+                        if frame.cluster_id != self.config.cluster_id:
+                            raise PeerProtocolError(f"foreign cluster id {frame.cluster_id!r}")
+                        if frame.node_id not in members or frame.node_id == self.node_id:
+                            raise PeerProtocolError(f"unknown node id {frame.node_id}")
+                        peer = frame
+                        self.peer_client_addresses[frame.node_id] = frame.client_address
+                        continue
+                    if isinstance(frame, Hello):
+                        raise PeerProtocolError(f"unexpected {type(frame).__name__}")
+                    if frame.src != peer.node_id or frame.dst != self.node_id:
+                        raise PeerProtocolError(
+                            f"message {frame.src}->{frame.dst} on node {peer.node_id}'s link"
+                        )
+                    await self._inbox_send.send(frame)
+        except PeerProtocolError as exc:
+            log.error("closing peer connection: %s", exc)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+
+    async def _handle_client_connection(self, stream: trio.SocketStream) -> None:
+        try:
+            first = b""
+            with trio.move_on_after(FIRST_BYTES_TIMEOUT_S):
+                while len(first) < 4:
+                    chunk = await stream.receive_some(4 - len(first))
+                    if not chunk:
+                        break
+                    first += chunk
+            if len(first) < 4:
+                return
+            if first == MAGIC:
+                from controller.node.admin_server import serve_admin
+
+                await serve_admin(self, stream)
+            elif self._client_handler is not None:
+                await self._client_handler(self, stream, first)
+            else:
+                log.info("closing client connection with unknown preamble %r", first)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()

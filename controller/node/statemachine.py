@@ -1,0 +1,85 @@
+"""The replicated state machine interface and the key/value machine used until the
+coordination service exists (and by tests and benchmarks afterwards)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import attrs
+from cattrs.preconf.msgpack import make_converter
+
+from controller.raft.types import Entry, EntryKind
+
+_converter = make_converter()
+
+
+class StateMachine(Protocol):
+    """What the node applies committed entries to. Must be deterministic."""
+
+    def apply(self, entry: Entry) -> object:
+        """Apply one committed COMMAND entry; the result goes back to the proposer."""
+
+    def snapshot(self) -> bytes:
+        """An image of everything applied so far."""
+
+    def restore(self, data: bytes) -> None:
+        """Replace the state by a snapshot image."""
+
+    def stats(self) -> dict[str, int]:
+        """Small figures for status output."""
+
+
+@attrs.frozen
+class KVCommand:
+    """A write to the key/value machine: `put` (value) or `delete`."""
+
+    op: str
+    key: str
+    value: bytes = b""
+
+
+def encode_kv(cmd: KVCommand) -> bytes:
+    return _converter.dumps(cmd)
+
+
+class KVStateMachine:
+    """A map from string keys to bytes; each applied entry records its index."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+        self.applied_index = 0
+        self.applied_commands = 0
+
+    def apply(self, entry: Entry) -> object:
+        assert entry.kind is EntryKind.COMMAND
+        self.applied_index = entry.index
+        self.applied_commands += 1
+        try:
+            cmd = _converter.loads(entry.data, KVCommand)
+        except Exception:
+            # A foreign payload (e.g. a benchmark's raw bytes) is still a committed entry.
+            return None
+        if cmd.op == "put":
+            previous = self.data.get(cmd.key)
+            self.data[cmd.key] = cmd.value
+            return previous
+        if cmd.op == "delete":
+            return self.data.pop(cmd.key, None)
+        return None
+
+    def snapshot(self) -> bytes:
+        return _converter.dumps(
+            {"data": self.data, "index": self.applied_index, "count": self.applied_commands}
+        )
+
+    def restore(self, data: bytes) -> None:
+        image = _converter.loads(data, dict[str, object])
+        raw = image["data"]
+        assert isinstance(raw, dict)
+        self.data = {str(k): bytes(v) for k, v in raw.items()}
+        index, count = image["index"], image["count"]
+        assert isinstance(index, int) and isinstance(count, int)
+        self.applied_index, self.applied_commands = index, count
+
+    def stats(self) -> dict[str, int]:
+        return {"keys": len(self.data), "applied_commands": self.applied_commands}
