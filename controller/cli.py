@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from controller.localquorum import LocalQuorum, QuorumError
 from controller.node.admin_client import AdminError, fetch_status
 from controller.node.config import Address, ConfigError, NodeConfig, parse_bootstrap
 
@@ -177,10 +176,16 @@ def quorum_start(
     if fsync not in ("always", "never"):
         raise fail("--fsync must be 'always' or 'never'", 2)
     raft_base = raft_base_port if raft_base_port is not None else base_port + 100
-    ids = range(1, controllers + 1)
-    voters = ",".join(f"{i}@127.0.0.1:{raft_base + i - 1}" for i in ids)
-    connect = ",".join(f"127.0.0.1:{base_port + i - 1}" for i in ids)
-    procs: list[subprocess.Popen[bytes]] = []
+    quorum = LocalQuorum(
+        data_dir,
+        controllers=controllers,
+        client_ports=[base_port + i for i in range(controllers)],
+        raft_ports=[raft_base + i for i in range(controllers)],
+        fsync=fsync == "always",
+        cluster_id=cluster_id,
+        log_level=log_level,
+        log_to_files=False,
+    )
     stop = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -191,52 +196,22 @@ def quorum_start(
     signal.signal(signal.SIGINT, on_signal)
     console = Console()
     try:
-        for i in ids:
-            cmd = [
-                sys.executable, "-m", "controller", "controller", "run",
-                "--node-id", str(i), "--voters", voters,
-                "--client-port", str(base_port + i - 1),
-                "--data-dir", str(data_dir / f"node-{i}"),
-                "--fsync", fsync, "--cluster-id", cluster_id, "--log-level", log_level,
-            ]  # fmt: skip
-            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, start_new_session=True))
-        console.print(f"connect string: [bold]{connect}[/bold]", highlight=False)
-        servers = parse_bootstrap(connect)
-        status = None
-        deadline = time.monotonic() + 15
-        while not stop and time.monotonic() < deadline:
-            dead = [p for p in procs if p.poll() is not None]
-            if dead:
-                raise fail(f"a controller exited with code {dead[0].returncode}; see its log above")
-            try:
-                status = trio.run(fetch_status, servers, 1.0)
-                if status["role"] == "leader":
-                    break
-            except AdminError:
-                pass
-            time.sleep(0.2)
-        if status is None or status["role"] != "leader":
-            if not stop:
-                raise fail("no leader elected within 15 s")
-        else:
-            print_status(status, console)
-            console.print("quorum running; Ctrl-C to stop", highlight=False)
+        quorum.start()
+        console.print(f"connect string: [bold]{quorum.connect_string}[/bold]", highlight=False)
+        try:
+            status = quorum.wait_for_leader(15.0)
+        except QuorumError as exc:
+            raise fail(str(exc)) from None
+        print_status(status, console)
+        console.print("quorum running; Ctrl-C to stop", highlight=False)
         while not stop:
-            dead = [p for p in procs if p.poll() is not None]
-            if dead:
-                raise fail(f"controller exited unexpectedly (code {dead[0].returncode})")
+            exited = quorum.exited()
+            if exited:
+                node, code = next(iter(exited.items()))
+                raise fail(f"controller {node} exited unexpectedly (code {code})")
             time.sleep(0.2)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        end = time.monotonic() + 5
-        for p in procs:
-            try:
-                p.wait(max(0.1, end - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        quorum.stop()
         console.print("quorum stopped", highlight=False)
 
 

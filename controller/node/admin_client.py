@@ -85,33 +85,44 @@ class AdminClient:
         return resp
 
 
+async def _query_status(address: Address, timeout: float) -> dict[str, Any]:
+    try:
+        with trio.fail_after(timeout):
+            async with open_admin(address, timeout) as client:
+                status = (await client.checked("status")).status
+    except (OSError, trio.TooSlowError, AdminError, ExceptionGroup) as exc:
+        leaf: BaseException = exc
+        while isinstance(leaf, BaseExceptionGroup):
+            leaf = leaf.exceptions[0]
+        if not isinstance(leaf, OSError | trio.TooSlowError | AdminError):
+            raise
+        raise AdminError(f"{address}: {leaf or type(leaf).__name__}") from None
+    assert status is not None
+    return status
+
+
 async def fetch_status(servers: Sequence[Address], timeout: float = 3.0) -> dict[str, Any]:
     """Status from the leader if any server knows it, else from the first that answers."""
     errors: list[str] = []
     fallback: dict[str, Any] | None = None
     for address in servers:
         try:
-            with trio.fail_after(timeout):
-                async with open_admin(address, timeout) as client:
-                    status = (await client.checked("status")).status
-        except (OSError, trio.TooSlowError, AdminError) as exc:
-            errors.append(f"{address}: {exc or type(exc).__name__}")
+            status = await _query_status(address, timeout)
+        except AdminError as exc:
+            errors.append(str(exc))
             continue
-        assert status is not None
         if status["role"] == "leader":
             return status
         fallback = fallback or status
         leader = status.get("leader_client_address")
         if leader:
             try:
-                with trio.fail_after(timeout):
-                    async with open_admin(Address.parse(leader), timeout) as client:
-                        leader_status = (await client.checked("status")).status
-                assert leader_status is not None
-                if leader_status["role"] == "leader":
-                    return leader_status
-            except (OSError, trio.TooSlowError, AdminError) as exc:
-                errors.append(f"{leader}: {exc or type(exc).__name__}")
+                leader_status = await _query_status(Address.parse(leader), timeout)
+            except AdminError as exc:
+                errors.append(str(exc))
+                continue
+            if leader_status["role"] == "leader":
+                return leader_status
     if fallback is not None:
         return fallback
     raise AdminError("no controller reachable (" + "; ".join(errors) + ")")

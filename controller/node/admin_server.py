@@ -29,13 +29,16 @@ async def serve_admin(node: ControllerNode, stream: trio.SocketStream) -> None:
     """Answer pipelined admin requests until the client closes the connection."""
     out: list[bytes] = []
     wake = trio.Event()
-    room = trio.Semaphore(MAX_OUTSTANDING)
+    # Outstanding-request bound without a checkpoint per request (a Semaphore would yield).
+    outstanding = 0
+    room = trio.Event()
     closed = False
 
     def reply(resp: AdminResponse) -> None:
-        nonlocal wake
+        nonlocal outstanding, room
         out.append(encode(resp))
-        room.release()
+        outstanding -= 1
+        room.set()
         wake.set()
 
     async def writer() -> None:
@@ -70,7 +73,10 @@ async def serve_admin(node: ControllerNode, stream: trio.SocketStream) -> None:
                 decoder.feed(bytes(data))
                 while (req := decoder.next()) is not None:
                     assert isinstance(req, AdminRequest)
-                    await room.acquire()
+                    while outstanding >= MAX_OUTSTANDING:
+                        room = trio.Event()
+                        await room.wait()
+                    outstanding += 1
                     if req.op == "status":
                         reply(AdminResponse(req.id, True, status=node.status()))
                     elif req.op == "get":

@@ -39,47 +39,75 @@ class PeerProtocolError(Exception):
 
 
 _converter = make_converter()
-_converter.register_unstructure_hook(
-    Entry, lambda e: (e.term, e.index, e.zxid, int(e.kind), e.data)
-)
+_KINDS = {int(k): k for k in EntryKind}
+_APPEND_TAG = _TAG[AppendRequest]
+_packer = msgpack.Packer(use_bin_type=True)
 
 
 def _structure_entry(raw: Any, _: type) -> Entry:
     term, index, zxid, kind, data = raw
-    if not (
-        isinstance(term, int)
-        and isinstance(index, int)
-        and isinstance(zxid, int)
-        and isinstance(data, bytes)
-    ):
-        raise ValueError(f"bad entry {raw!r}")
-    return Entry(term, index, zxid, EntryKind(kind), data)
+    if not (type(term) is int and type(index) is int and type(zxid) is int):
+        raise ValueError(f"bad entry {raw!r:.100}")
+    if type(data) is not bytes:
+        raise ValueError(f"bad entry data {raw!r:.100}")
+    return Entry(term, index, zxid, _KINDS[kind], data)
 
 
 _converter.register_structure_hook(Entry, _structure_entry)
 
+EntryBlobCache = dict[tuple[int, int, int], bytes]
+"""Packed entry arrays by (first index, last index, last term), shared by the AppendRequests
+of one Ready: the same batch usually goes to every follower."""
 
-_KINDS = {int(k): k for k in EntryKind}
+
+def _encode_append(msg: AppendRequest, cache: EntryBlobCache | None) -> bytes:
+    # AppendRequest is the hot path, so it has a positional layout:
+    # [tag, [term, src, dst, prev_index, prev_term, commit, [entries...]]]. Entries are
+    # NamedTuples, which msgpack packs as arrays directly.
+    entries = msgpack.packb
+    blob: bytes | None = None
+    key = None
+    if msg.entries and cache is not None:
+        key = (msg.entries[0].index, msg.entries[-1].index, msg.entries[-1].term)
+        blob = cache.get(key)
+    if blob is None:
+        blob = entries(msg.entries, use_bin_type=True)
+        if key is not None and cache is not None:
+            cache[key] = blob
+    pk = _packer.pack
+    return b"".join(
+        (
+            b"\x92",
+            pk(_APPEND_TAG),
+            b"\x97",
+            pk(msg.term),
+            pk(msg.src),
+            pk(msg.dst),
+            pk(msg.prev_index),
+            pk(msg.prev_term),
+            pk(msg.commit),
+            blob,
+        )
+    )
 
 
-def _structure_append(fields: Any) -> AppendRequest:
-    # Hot path: thousands of entries per frame; validated without cattrs' generic machinery.
-    raw_entries = fields["entries"]
-    entries = tuple([Entry(t, i, z, _KINDS[k], d) for t, i, z, k, d in raw_entries])
-    for e in entries:
-        if type(e.term) is not int or type(e.index) is not int or type(e.data) is not bytes:
-            raise ValueError(f"bad entry {e!r:.100}")
-    ints = [fields[k] for k in ("term", "src", "dst", "prev_index", "prev_term", "commit")]
-    if any(type(v) is not int for v in ints):
+def _decode_append(fields: Any) -> AppendRequest:
+    term, src, dst, prev_index, prev_term, commit, raw_entries = fields
+    if not all(type(v) is int for v in (term, src, dst, prev_index, prev_term, commit)):
         raise ValueError("bad AppendRequest header")
-    term, src, dst, prev_index, prev_term, commit = ints
+    kinds = _KINDS
+    entries = tuple([Entry(t, i, z, kinds[k], d) for t, i, z, k, d in raw_entries])
+    for e in entries:
+        if type(e.index) is not int or type(e.data) is not bytes or type(e.zxid) is not int:
+            raise ValueError(f"bad entry {e!r:.100}")
     return AppendRequest(term, src, dst, prev_index, prev_term, entries, commit)
 
 
-def encode_frame(frame: PeerFrame) -> bytes:
-    body: bytes = msgpack.packb(
-        (_TAG[type(frame)], _converter.unstructure(frame)), use_bin_type=True
-    )
+def encode_frame(frame: PeerFrame, cache: EntryBlobCache | None = None) -> bytes:
+    if type(frame) is AppendRequest:
+        body = _encode_append(frame, cache)
+    else:
+        body = msgpack.packb((_TAG[type(frame)], _converter.unstructure(frame)), use_bin_type=True)
     if len(body) > limits.MAX_PEER_FRAME_BYTES:
         raise ValueError(f"frame of {len(body)} bytes exceeds the peer frame limit")
     return _HEADER.pack(len(body)) + body
@@ -88,16 +116,15 @@ def encode_frame(frame: PeerFrame) -> bytes:
 def decode_body(body: bytes) -> PeerFrame:
     try:
         tag, fields = msgpack.unpackb(body, raw=False, use_list=False)
-        if not isinstance(tag, int) or not 0 <= tag < len(PEER_FRAME_TYPES):
+        if type(tag) is not int or not 0 <= tag < len(PEER_FRAME_TYPES):
             raise ValueError(f"unknown frame tag {tag!r}")
-        cls = PEER_FRAME_TYPES[tag]
-        if cls is AppendRequest:
-            frame: PeerFrame = _structure_append(fields)
+        if tag == _APPEND_TAG:
+            frame: PeerFrame = _decode_append(fields)
         else:
-            frame = _converter.structure(fields, cls)
-    except (ValueError, TypeError, KeyError, IndexError, msgpack.UnpackException) as exc:
-        raise PeerProtocolError(f"malformed peer frame: {exc!r:.200}") from exc
-    except Exception as exc:  # cattrs wraps structuring errors in its own exception groups
+            frame = _converter.structure(fields, PEER_FRAME_TYPES[tag])
+    except PeerProtocolError:
+        raise
+    except Exception as exc:  # msgpack and cattrs raise many types for malformed input
         raise PeerProtocolError(f"malformed peer frame: {exc!r:.200}") from exc
     return frame
 

@@ -22,7 +22,13 @@ import trio
 
 from controller import limits
 from controller.node.admin import MAGIC
-from controller.node.codec import FrameDecoder, Hello, PeerProtocolError, encode_frame
+from controller.node.codec import (
+    EntryBlobCache,
+    FrameDecoder,
+    Hello,
+    PeerProtocolError,
+    encode_frame,
+)
 from controller.node.config import NodeConfig
 from controller.node.peers import PeerSender
 from controller.node.statemachine import KVStateMachine, StateMachine
@@ -81,6 +87,7 @@ class ControllerNode:
         )
         self._pending: deque[tuple[bytes, Callback]] = deque()
         self._pending_room = trio.Event()
+        self._poked = False
         self._waiters: dict[LogIndex, tuple[Term, Callback]] = {}
         self._peers: dict[NodeId, PeerSender] = {}
         self.peer_client_addresses: dict[NodeId, str] = {}
@@ -257,6 +264,9 @@ class ControllerNode:
     # ------------------------------------------------------------------ raft loop
 
     def _poke(self) -> None:
+        if self._poked:
+            return  # one wake-up per loop turn is enough
+        self._poked = True
         # If the inbox is full the loop is busy and will see the pending work anyway.
         with contextlib.suppress(trio.WouldBlock):
             self._inbox_send.send_nowait(_WAKE)
@@ -277,6 +287,7 @@ class ControllerNode:
         recv = self._inbox_recv
         while True:
             item = await recv.receive()
+            self._poked = False
             self._handle_input(item)
             for _ in range(INBOX_CAPACITY):
                 try:
@@ -366,10 +377,11 @@ class ControllerNode:
             self.fsyncs += 1
 
     def _send(self, messages: Sequence[Message]) -> None:
+        cache: EntryBlobCache = {}
         for msg in messages:
             sender = self._peers.get(msg.dst)
             if sender is not None:
-                sender.push(encode_frame(msg))
+                sender.push(encode_frame(msg, cache))
 
     def _apply(self, entries: Sequence[Entry]) -> None:
         waiters = self._waiters
