@@ -11,6 +11,7 @@ import struct
 from typing import Any
 
 import attrs
+import msgpack
 from cattrs.preconf.msgpack import make_converter
 
 from controller import limits
@@ -49,8 +50,32 @@ class AdminResponse:
 
 
 def encode(msg: AdminRequest | AdminResponse) -> bytes:
-    body: bytes = _converter.dumps(msg)
+    # Positional arrays rather than cattrs' dicts: one request per proposal makes this the
+    # hottest codec in the benchmark, and arrays are several times cheaper to (un)pack.
+    if type(msg) is AdminRequest:
+        body = _packb((msg.id, msg.op, msg.key, msg.value))
+    else:
+        assert isinstance(msg, AdminResponse)
+        body = _packb((msg.id, msg.ok, msg.error, msg.value, msg.index, msg.status, msg.leader))
     return _HEADER.pack(len(body)) + body
+
+
+def _packb(value: object) -> bytes:
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed
+
+
+def _check(cls: type, fields: tuple[Any, ...]) -> None:
+    if cls is AdminRequest and len(fields) == 4:
+        rid, op, key, value = fields
+        if type(rid) is int and type(op) is str and type(key) is str and type(value) is bytes:
+            return  # the common case, checked without the generic loop below
+    spec = _FIELD_TYPES[cls]
+    if len(fields) != len(spec):
+        raise TypeError(f"{cls.__name__} needs {len(spec)} fields, got {len(fields)}")
+    for name, kinds, value in zip(_FIELD_NAMES[cls], spec, fields, strict=True):
+        if not isinstance(value, kinds) or (type(value) is bool and bool not in kinds):
+            raise TypeError(f"{cls.__name__}.{name}: unexpected {type(value).__name__}")
 
 
 class AdminDecoder:
@@ -74,6 +99,27 @@ class AdminDecoder:
         body = bytes(self._buf[4 : 4 + length])
         del self._buf[: 4 + length]
         try:
-            return _converter.loads(body, self._cls)
-        except Exception as exc:  # cattrs raises several exception types for bad input
+            fields = msgpack.unpackb(body, use_list=False, raw=False)
+            if type(fields) is not tuple:
+                raise TypeError("admin frame must be an array")
+            _check(self._cls, fields)
+            if self._cls is AdminResponse and fields[5] is not None:
+                fields = (*fields[:5], _converter.structure(fields[5], dict[str, Any]), fields[6])
+            return self._cls(*fields)
+        except Exception as exc:  # msgpack raises several exception types for bad input
             raise AdminProtocolError(f"malformed admin frame: {exc!r:.200}") from exc
+
+
+_FIELD_TYPES: dict[type, tuple[tuple[type, ...], ...]] = {
+    AdminRequest: ((int,), (str,), (str,), (bytes,)),
+    AdminResponse: (
+        (int,),
+        (bool,),
+        (str,),
+        (bytes, type(None)),
+        (int,),
+        (dict, type(None)),
+        (str,),
+    ),
+}
+_FIELD_NAMES = {cls: [a.name for a in attrs.fields(cls)] for cls in _FIELD_TYPES}

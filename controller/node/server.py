@@ -289,18 +289,23 @@ class ControllerNode:
             item = await recv.receive()
             self._poked = False
             self._handle_input(item)
-            for _ in range(INBOX_CAPACITY):
-                try:
-                    item = recv.receive_nowait()
-                except trio.WouldBlock:
+            while True:
+                # Everything that arrived meanwhile (follower acks above all) is stepped
+                # before the next Ready, so commits are never starved by a stream of
+                # proposals.
+                for _ in range(INBOX_CAPACITY):
+                    try:
+                        item = recv.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                    self._handle_input(item)
+                self._poked = False
+                self._propose_pending()
+                if not core.has_ready():
                     break
-                self._handle_input(item)
-            self._propose_pending()
-            while core.has_ready():
                 rd = core.ready()
                 await self._handle_ready(rd)
                 core.advance(rd)
-                self._propose_pending()
             await self._maybe_snapshot()
 
     def _handle_input(self, item: Message | _Tick | _Wake) -> None:

@@ -38,8 +38,11 @@ class KVCommand:
     value: bytes = b""
 
 
+KV_PREFIX = b"K"  # distinguishes KV commands from opaque payloads (benchmarks) cheaply
+
+
 def encode_kv(cmd: KVCommand) -> bytes:
-    return _converter.dumps(cmd)
+    return KV_PREFIX + _converter.dumps(cmd)
 
 
 class KVStateMachine:
@@ -54,11 +57,9 @@ class KVStateMachine:
         assert entry.kind is EntryKind.COMMAND
         self.applied_index = entry.index
         self.applied_commands += 1
-        try:
-            cmd = _converter.loads(entry.data, KVCommand)
-        except Exception:
-            # A foreign payload (e.g. a benchmark's raw bytes) is still a committed entry.
-            return None
+        if not entry.data.startswith(KV_PREFIX):
+            return None  # an opaque payload (e.g. a benchmark's) is still a committed entry
+        cmd = _converter.loads(entry.data[1:], KVCommand)
         if cmd.op == "put":
             previous = self.data.get(cmd.key)
             self.data[cmd.key] = cmd.value
