@@ -24,7 +24,12 @@ from controller.node.config import Address, ConfigError, NodeConfig, parse_boots
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183"
 
-app = typer.Typer(help="KRaft-style controller quorum.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="KRaft-style controller quorum.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 quorum_app = typer.Typer(help="Run and inspect the controller quorum.", no_args_is_help=True)
 controller_app = typer.Typer(help="Run one controller process.", no_args_is_help=True)
 app.add_typer(quorum_app, name="quorum")

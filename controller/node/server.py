@@ -480,8 +480,11 @@ class ControllerNode:
                 await self._client_handler(self, stream, first)
             else:
                 log.info("closing client connection with unknown preamble %r", first)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass  # the client went away
+        except* Exception as group:
+            # A bug in one connection's handling must not take the controller down.
+            log.error("client connection failed", exc_info=group)
         finally:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
