@@ -158,7 +158,7 @@ def failover(trials: int, connections: int, window: int, keep: str | None = None
                 load.leader = Address.parse(status["leader_client_address"])
                 killed_at = 0.0
 
-                async def main() -> None:
+                async def main(load: Load, leader_id: int) -> None:
                     nonlocal killed_at
                     async with trio.open_nursery() as nursery:
                         for _ in range(connections):
@@ -173,7 +173,7 @@ def failover(trials: int, connections: int, window: int, keep: str | None = None
                             await trio.sleep(0.002)
                         nursery.cancel_scope.cancel()
 
-                trio.run(main)
+                trio.run(main, load, leader_id)
                 # Only proposals sent after the kill count: acks of earlier ones may still
                 # trickle in from entries the old leader committed just before dying.
                 after = [acked for sent, acked in load.ack_times if sent > killed_at]

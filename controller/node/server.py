@@ -99,6 +99,8 @@ class ControllerNode:
         self._core: RaftCore | None = None
         self.leader_changes = 0
         self.fsyncs = 0
+        self.snapshots_installed = 0
+        self.snapshots_taken = 0
 
     # ------------------------------------------------------------------ public API
 
@@ -192,6 +194,8 @@ class ControllerNode:
             "elections_started": core.elections_started(),
             "leader_changes": self.leader_changes,
             "fsyncs": self.fsyncs,
+            "snapshots_installed": self.snapshots_installed,
+            "snapshots_taken": self.snapshots_taken,
             "voters": [member(v) for v in core.voters],
             "observers": [member(o) for o in core.observers],
             "state_machine": self.sm.stats(),
@@ -357,6 +361,7 @@ class ControllerNode:
             self.sm.restore(rd.snapshot.data)
             self._last_snapshot_index = rd.snapshot.meta.index
             self._fail_waiters_upto(rd.snapshot.meta.index)
+            self.snapshots_installed += 1
             log.info("installed snapshot at index %d", rd.snapshot.meta.index)
         self._send(rd.messages)
         if rd.committed:
@@ -424,6 +429,7 @@ class ControllerNode:
         core.compact(snapshot)
         await trio.to_thread.run_sync(storage.compact, meta.index)
         self._last_snapshot_index = meta.index
+        self.snapshots_taken += 1
         log.info("snapshot at index %d (%d bytes)", meta.index, len(snapshot.data))
 
     # ------------------------------------------------------------------ connections

@@ -38,6 +38,15 @@ class KVCommand:
     value: bytes = b""
 
 
+@attrs.frozen
+class KVSnapshot:
+    """The key/value machine's snapshot image."""
+
+    data: dict[str, bytes]
+    index: int
+    count: int
+
+
 KV_PREFIX = b"K"  # distinguishes KV commands from opaque payloads (benchmarks) cheaply
 
 
@@ -69,18 +78,12 @@ class KVStateMachine:
         return None
 
     def snapshot(self) -> bytes:
-        return _converter.dumps(
-            {"data": self.data, "index": self.applied_index, "count": self.applied_commands}
-        )
+        return _converter.dumps(KVSnapshot(self.data, self.applied_index, self.applied_commands))
 
     def restore(self, data: bytes) -> None:
-        image = _converter.loads(data, dict[str, object])
-        raw = image["data"]
-        assert isinstance(raw, dict)
-        self.data = {str(k): bytes(v) for k, v in raw.items()}
-        index, count = image["index"], image["count"]
-        assert isinstance(index, int) and isinstance(count, int)
-        self.applied_index, self.applied_commands = index, count
+        image = _converter.loads(data, KVSnapshot)
+        self.data = dict(image.data)
+        self.applied_index, self.applied_commands = image.index, image.count
 
     def stats(self) -> dict[str, int]:
         return {"keys": len(self.data), "applied_commands": self.applied_commands}

@@ -1,0 +1,103 @@
+"""The `kraft` command line, run as a real process."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from controller.localquorum import LocalQuorum, free_ports
+from tests.node.helpers import status, wait_until
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def kraft(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "controller", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_status_with_nothing_listening_fails_with_one_line() -> None:
+    port = free_ports(1)[0]
+    result = kraft("quorum", "status", "--bootstrap-server", f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert "no controller reachable" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["quorum", "status", "--bootstrap-server", "nonsense"],
+        ["quorum", "status", "--no-such-flag"],
+        ["controller", "run", "--node-id", "1"],
+        ["quorum", "start", "--controllers", "0"],
+    ],
+)
+def test_bad_arguments_exit_2_without_traceback(args: list[str]) -> None:
+    result = kraft(*args)
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr
+
+
+def test_status_json_and_table(tmp_path: Path) -> None:
+    with LocalQuorum(tmp_path / "q") as q:
+        q.wait_for_leader()
+        result = kraft("quorum", "status", "--bootstrap-server", q.connect_string, "--json")
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout)
+        assert set(data) >= {"leader_id", "term", "commit_index", "voters", "observers"}
+        assert [v["id"] for v in data["voters"]] == [1, 2, 3]
+        for v in data["voters"]:
+            assert set(v) >= {"id", "client_address", "log_end", "lag", "last_contact_ms"}
+        table = kraft("quorum", "status", "-b", q.connect_string)
+        assert "LeaderId" in table.stdout and "HighWatermark" in table.stdout
+
+
+def test_data_dir_of_another_cluster_is_refused(tmp_path: Path) -> None:
+    with LocalQuorum(tmp_path / "q", controllers=1, cluster_id="alpha") as q:
+        q.wait_for_leader()
+    other = LocalQuorum(tmp_path / "q", controllers=1, cluster_id="beta")
+    result = subprocess.run(other.command(1), capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "alpha" in result.stderr and "beta" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_quorum_start_runs_until_sigterm_and_recovers(tmp_path: Path) -> None:
+    for _attempt in range(5):
+        base = free_ports(1)[0]
+        raft = free_ports(1)[0]
+        if base + 3 < 65536 and raft + 3 < 65536:
+            break
+    args = [
+        sys.executable, "-m", "controller", "quorum", "start", "--data-dir", str(tmp_path),
+        "--base-port", str(base), "--raft-base-port", str(raft),
+    ]  # fmt: skip
+    bootstrap = ",".join(f"127.0.0.1:{base + i}" for i in range(3))
+    from controller.node.config import parse_bootstrap
+
+    servers = parse_bootstrap(bootstrap)
+    commits = []
+    for _run in range(2):
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_until(lambda: status(servers[0])["leader_id"] is not None, what="leader")
+            commits.append(status(servers[0])["commit_index"])
+        finally:
+            time.sleep(0.2)
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert bootstrap in out and "quorum stopped" in out
+    # The second run recovered the first run's log (plus at least its own no-op).
+    assert commits[1] > commits[0] >= 1
