@@ -1,0 +1,1 @@
+"""Wire formats between controllers (sans-IO codecs)."""
