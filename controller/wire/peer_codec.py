@@ -5,9 +5,10 @@ comes from the fixed `PEER_FRAME_TYPES` table and `fields` is the cattrs unstruc
 the frame. Pure: no sockets, no clock, no concurrency.
 
 Entries are the hot path (an AppendRequest carries up to 4096 of them, tens of times per
-second), so `tuple[Entry, ...]` bypasses the per-element cattrs machinery: entries are
-NamedTuples, which msgpack packs as arrays as they are, and they are rebuilt by a single
-validating loop on the way back.
+second), so `tuple[Entry, ...]` has its own cattrs hooks instead of the per-element
+machinery: entries travel column by column, `[terms, indexes, zxids, kinds, datas]`, which
+is transposed, packed, unpacked and validated in bulk. A lone `Entry` is packed as the array
+`[term, index, zxid, kind, data]`.
 
 Structuring is strict: ints, bools, strs and bytes must have exactly that msgpack type
 (cattrs' defaults would quietly coerce `"5"` to `5`), and unknown keys are rejected.
@@ -15,6 +16,7 @@ Structuring is strict: ints, bools, strs and bytes must have exactly that msgpac
 
 from __future__ import annotations
 
+import functools
 import struct
 from typing import Any
 
@@ -100,32 +102,41 @@ def _unstructure_entry(entry: Entry) -> Any:
     return entry
 
 
-def _unstructure_entries(entries: tuple[Entry, ...]) -> Any:
-    return entries
-
-
 def _structure_entry(raw: Any, _: type) -> Entry:
     return _entry_from_raw(raw)
 
 
+_EMPTY_COLUMNS: tuple[tuple[Any, ...], ...] = ((),) * len(Entry._fields)
+_make_entry = functools.partial(tuple.__new__, Entry)  # C-level constructor, no Python frame
+
+
+def _unstructure_entries(entries: tuple[Entry, ...]) -> Any:
+    # Columnar: [terms, indexes, zxids, kinds, datas]. Transposing in C and packing five
+    # flat arrays is about twice as fast as packing 4096 small arrays, both ways.
+    return list(zip(*entries, strict=True)) or _EMPTY_COLUMNS
+
+
 def _structure_entries(raw: Any, _: type) -> tuple[Entry, ...]:
-    if type(raw) is not tuple:
-        raise TypeError(f"expected an array of entries, got {type(raw).__name__}")
-    kinds = _KINDS
-    out: list[Entry] = []
-    append = out.append
-    for item in raw:
-        term, index, zxid, kind, data = item
-        if (
-            type(term) is not int
-            or type(index) is not int
-            or type(zxid) is not int
-            or type(kind) is not int
-            or type(data) is not bytes
-        ):
-            raise TypeError(f"malformed entry {item!r:.100}")
-        append(Entry(term, index, zxid, kinds[kind], data))
-    return tuple(out)
+    if type(raw) is not tuple or len(raw) != len(Entry._fields):
+        raise TypeError(f"expected {len(Entry._fields)} entry columns, got {raw!r:.100}")
+    terms, indexes, zxids, kinds, datas = raw
+    count = len(terms)
+    for column in raw:
+        if type(column) is not tuple or len(column) != count:
+            raise TypeError("entry columns must be arrays of equal length")
+    if count == 0:
+        return ()
+    int_types = set(map(type, terms))
+    int_types.update(map(type, indexes), map(type, zxids), map(type, kinds))
+    if int_types != {int}:
+        raise TypeError(f"entry term/index/zxid/kind must be ints, got {int_types}")
+    if set(map(type, datas)) != {bytes}:
+        raise TypeError("entry data must be bytes")
+    try:
+        enum_kinds = list(map(_KINDS.__getitem__, kinds))
+    except KeyError as exc:
+        raise ValueError(f"unknown entry kind {exc.args[0]!r}") from None
+    return tuple(map(_make_entry, zip(terms, indexes, zxids, enum_kinds, datas, strict=True)))
 
 
 _ENTRIES = tuple[Entry, ...]
