@@ -114,6 +114,7 @@ def test_malformed_peer_frames_close_only_that_connection(quorum: LocalQuorum) -
 def test_writes_to_a_follower_are_refused_with_the_leader_address(quorum: LocalQuorum) -> None:
     leader_id, leader = leader_address(quorum)
     follower = quorum.client_address(next(i for i in quorum.ids if i != leader_id))
+    wait_until(lambda: status(follower)["leader_client_address"] == str(leader), what="follower")
     with pytest.raises(AdminError) as info:
         put(follower, "k", b"v")
     assert info.value.leader == str(leader)
