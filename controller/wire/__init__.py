@@ -1,1 +1,0 @@
-"""Wire formats between controllers (sans-IO codecs)."""
