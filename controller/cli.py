@@ -19,8 +19,9 @@ from rich.console import Console
 from rich.table import Table
 
 from controller.localquorum import LocalQuorum, QuorumError
-from controller.node.admin_client import AdminError, fetch_status
+from controller.node.admin_client import AdminError, fetch_all_statuses, fetch_status
 from controller.node.config import Address, ConfigError, NodeConfig, parse_bootstrap
+from controller.zkcli import zk_app
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183"
 
@@ -33,6 +34,7 @@ app = typer.Typer(
 quorum_app = typer.Typer(help="Run and inspect the controller quorum.", no_args_is_help=True)
 controller_app = typer.Typer(help="Run one controller process.", no_args_is_help=True)
 app.add_typer(quorum_app, name="quorum")
+app.add_typer(zk_app, name="zk")
 app.add_typer(controller_app, name="controller")
 
 BootstrapOpt = Annotated[
@@ -75,6 +77,17 @@ def controller_run(
     heartbeat_interval_ms: Annotated[int | None, typer.Option(help="Default 50.")] = None,
     fsync: Annotated[str | None, typer.Option(help="always (default) or never.")] = None,
     snapshot_interval_entries: Annotated[int | None, typer.Option()] = None,
+    tick_time_ms: Annotated[int | None, typer.Option(help="ZooKeeper tickTime (2000).")] = None,
+    max_client_cnxns: Annotated[
+        int | None, typer.Option(help="Connections per client address (0 = unlimited).")
+    ] = None,
+    super_digest: Annotated[
+        str | None, typer.Option(help="super:<base64 sha1> admin identity.")
+    ] = None,
+    four_letter_word_whitelist: Annotated[
+        str | None, typer.Option("--4lw-whitelist", help="Comma-separated words, or *.")
+    ] = None,
+    jute_max_buffer: Annotated[int | None, typer.Option(help="Max request bytes.")] = None,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
 ) -> None:
     """Run one controller until SIGTERM/SIGINT (flags override the config file)."""
@@ -92,6 +105,11 @@ def controller_run(
         "heartbeat_interval_ms": heartbeat_interval_ms,
         "fsync": fsync,
         "snapshot_interval_entries": snapshot_interval_entries,
+        "tick_time_ms": tick_time_ms,
+        "max_client_cnxns": max_client_cnxns,
+        "super_digest": super_digest,
+        "four_letter_word_whitelist": four_letter_word_whitelist,
+        "jute_max_buffer": jute_max_buffer,
     }
     try:
         if config is not None:
@@ -115,25 +133,40 @@ def print_status(status: dict[str, Any], console: Console) -> None:
         highlight=False,
     )
     table = Table(
-        "NodeId", "Role", "ClientAddress", "RaftAddress", "LogEndOffset", "Lag", "LastContactMs"
-    )
+        "NodeId", "Role", "ClientAddress", "LogEndOffset", "Lag", "LastContactMs",
+        "Sessions", "Znodes", "Watches", "Conns",
+    )  # fmt: skip
+    per = {c["node_id"]: c.get("service", {}) for c in status.get("controllers", [])}
     for kind, members in (("voter", status["voters"]), ("observer", status["observers"])):
         for m in members:
             role = "leader" if m["id"] == status["leader_id"] else kind
+            svc = per.get(m["id"], {})
             table.add_row(
                 str(m["id"]),
                 role,
                 m["client_address"] or "?",
-                m["raft_address"],
                 "?" if m["log_end"] is None else str(m["log_end"]),
                 "?" if m["lag"] is None else str(m["lag"]),
                 "?" if m["last_contact_ms"] is None else str(m["last_contact_ms"]),
+                *(str(svc.get(k, "?")) for k in ("sessions", "znodes", "watches", "connections")),
             )
     console.print(table)
 
 
 def status_json(status: dict[str, Any]) -> dict[str, Any]:
-    keys = ("id", "client_address", "raft_address", "log_end", "lag", "last_contact_ms")
+    keys: tuple[str, ...] = (
+        "id", "client_address", "raft_address", "log_end", "lag", "last_contact_ms"
+    )  # fmt: skip
+    per = {c["node_id"]: c for c in status.get("controllers", [])}
+    for m in status["voters"] + status["observers"]:
+        c = per.get(m["id"], {})
+        service = c.get("service", {})
+        m["role"] = c.get("role")
+        m["sessions"] = service.get("sessions")
+        m["znodes"] = service.get("znodes")
+        m["watches"] = service.get("watches")
+        m["connections"] = service.get("connections")
+    keys = (*keys, "role", "sessions", "znodes", "watches", "connections")
     return {
         "leader_id": status["leader_id"],
         "term": status["term"],
@@ -154,6 +187,7 @@ def quorum_status(
         status = trio.run(fetch_status, servers)
     except AdminError as exc:
         raise fail(str(exc)) from None
+    status["controllers"] = trio.run(fetch_all_statuses, status)
     if json_:
         print(json.dumps(status_json(status)))
     else:

@@ -126,3 +126,19 @@ async def fetch_status(servers: Sequence[Address], timeout: float = 3.0) -> dict
     if fallback is not None:
         return fallback
     raise AdminError("no controller reachable (" + "; ".join(errors) + ")")
+
+
+async def fetch_all_statuses(leader_status: dict[str, Any], timeout: float = 2.0) -> list[Any]:
+    """Every member's own status (for per-controller figures); unreachable ones are skipped."""
+    out: list[Any] = []
+    for member in leader_status["voters"] + leader_status["observers"]:
+        if member["id"] == leader_status["node_id"]:
+            out.append(leader_status)
+            continue
+        if not member["client_address"]:
+            continue
+        try:
+            out.append(await _query_status(Address.parse(member["client_address"]), timeout))
+        except AdminError:
+            continue
+    return out

@@ -81,8 +81,10 @@ async def serve_admin(node: ControllerNode, stream: trio.SocketStream) -> None:
                         reply(AdminResponse(req.id, True, status=node.status()))
                     elif req.op == "get":
                         value = None
-                        if isinstance(node.sm, KVStateMachine):
-                            value = node.sm.data.get(req.key)
+                        kv = node.sm if isinstance(node.sm, KVStateMachine) else None
+                        kv = kv or getattr(node.sm, "kv", None)
+                        if isinstance(kv, KVStateMachine):
+                            value = kv.data.get(req.key)
                         reply(
                             AdminResponse(req.id, True, value=value, index=node.core.applied_index)
                         )

@@ -28,8 +28,23 @@ class Hello:
     client_address: str
 
 
-PeerFrame = Message | Hello
-PEER_FRAME_TYPES: tuple[type, ...] = (Hello, *MESSAGE_TYPES)
+@attrs.frozen
+class Forward:
+    """A follower hands client writes (encoded service commands) to the leader."""
+
+    commands: tuple[bytes, ...]
+
+
+@attrs.frozen
+class SessionTouch:
+    """A follower tells the leader which client sessions showed activity."""
+
+    session_ids: tuple[int, ...]
+
+
+ServiceFrame = Forward | SessionTouch
+PeerFrame = Message | Hello | Forward | SessionTouch
+PEER_FRAME_TYPES: tuple[type, ...] = (Hello, *MESSAGE_TYPES, Forward, SessionTouch)
 _TAG = {cls: tag for tag, cls in enumerate(PEER_FRAME_TYPES)}
 _HEADER = struct.Struct(">I")
 

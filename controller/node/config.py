@@ -80,6 +80,15 @@ class NodeConfig:
     heartbeat_interval_ms: int = limits.HEARTBEAT_TICKS * limits.TICK_MS
     fsync: bool = True
     snapshot_interval_entries: int = limits.SNAPSHOT_INTERVAL_ENTRIES
+    # ZooKeeper service settings (names follow zoo.cfg where one exists).
+    tick_time_ms: int = 2000
+    max_client_cnxns: int = 0
+    max_outstanding_requests: int = 1000
+    max_watches_per_session: int = 0
+    jute_max_buffer: int = 1 << 20
+    four_letter_word_whitelist: tuple[str, ...] = ("*",)
+    super_digest: str = ""
+    ttl_enabled: bool = True
 
     def __attrs_post_init__(self) -> None:
         members = {**self.voters, **self.observers}
@@ -97,6 +106,16 @@ class NodeConfig:
             raise ConfigError(f"bad client port {self.client_port}")
         if self.snapshot_interval_entries < 1:
             raise ConfigError("snapshot_interval_entries must be positive")
+        if self.tick_time_ms < 10:
+            raise ConfigError("tick_time_ms must be at least 10")
+        if self.max_client_cnxns < 0 or self.max_watches_per_session < 0:
+            raise ConfigError("connection and watch limits must be >= 0 (0 = unlimited)")
+        if self.max_outstanding_requests < 1:
+            raise ConfigError("max_outstanding_requests must be positive")
+        if not 1024 <= self.jute_max_buffer <= limits.MAX_ENTRY_BYTES:
+            raise ConfigError(f"jute_max_buffer must be in [1024, {limits.MAX_ENTRY_BYTES}]")
+        if self.super_digest and self.super_digest.count(":") != 1:
+            raise ConfigError("super_digest must look like super:<base64 sha1>")
 
     @property
     def raft_address(self) -> Address:
@@ -124,6 +143,14 @@ class NodeConfig:
             "heartbeat_interval_ms",
             "fsync",
             "snapshot_interval_entries",
+            "tick_time_ms",
+            "max_client_cnxns",
+            "max_outstanding_requests",
+            "max_watches_per_session",
+            "jute_max_buffer",
+            "four_letter_word_whitelist",
+            "super_digest",
+            "ttl_enabled",
         }
         unknown = set(raw) - known
         if unknown:
@@ -153,6 +180,16 @@ class NodeConfig:
                 snapshot_interval_entries=int(
                     raw.get("snapshot_interval_entries", limits.SNAPSHOT_INTERVAL_ENTRIES)
                 ),
+                tick_time_ms=int(raw.get("tick_time_ms", 2000)),
+                max_client_cnxns=int(raw.get("max_client_cnxns", 0)),
+                max_outstanding_requests=int(raw.get("max_outstanding_requests", 1000)),
+                max_watches_per_session=int(raw.get("max_watches_per_session", 0)),
+                jute_max_buffer=int(raw.get("jute_max_buffer", 1 << 20)),
+                four_letter_word_whitelist=tuple(
+                    w.strip() for w in _as_list(raw.get("four_letter_word_whitelist", "*"))
+                ),
+                super_digest=str(raw.get("super_digest", "")),
+                ttl_enabled=raw.get("ttl_enabled", True) in (True, "true", "1", 1),
             )
         except (TypeError, ValueError) as exc:
             if isinstance(exc, ConfigError):

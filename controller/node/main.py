@@ -25,8 +25,30 @@ def setup_logging(level: str = "INFO") -> None:
     )
 
 
+def build_node(config: NodeConfig) -> ControllerNode:
+    """A controller node running the coordination service (and the admin KV machine)."""
+    from controller.coord.machine import CoordStateMachine
+    from controller.node.statemachine import ControllerStateMachine
+    from controller.service.zk_service import ZkService, ZkSettings
+
+    coord = CoordStateMachine(ttl_enabled=config.ttl_enabled)
+    node = ControllerNode(config, ControllerStateMachine(coord))
+    settings = ZkSettings(
+        tick_time_ms=config.tick_time_ms,
+        max_client_cnxns=config.max_client_cnxns,
+        max_outstanding=config.max_outstanding_requests,
+        max_watches_per_session=config.max_watches_per_session,
+        jute_max_buffer=config.jute_max_buffer,
+        four_letter_whitelist=config.four_letter_word_whitelist,
+        super_digest=config.super_digest,
+        ttl_enabled=config.ttl_enabled,
+    )
+    node.service = ZkService(node, coord, settings)
+    return node
+
+
 async def run_until_signalled(config: NodeConfig) -> None:
-    node = ControllerNode(config)
+    node = build_node(config)
     async with trio.open_nursery() as nursery:
         await nursery.start(node.run)
         print(f"controller {config.node_id} serving clients on {node.client_address}", flush=True)

@@ -16,7 +16,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -24,9 +24,12 @@ from controller import limits
 from controller.node.admin import MAGIC
 from controller.node.codec import (
     EntryBlobCache,
+    Forward,
     FrameDecoder,
     Hello,
     PeerProtocolError,
+    ServiceFrame,
+    SessionTouch,
     encode_frame,
 )
 from controller.node.config import NodeConfig
@@ -46,6 +49,31 @@ FIRST_BYTES_TIMEOUT_S = 10.0
 
 Callback = Callable[[object, Entry | None, Exception | None], None]
 """Called once per proposal: (state machine result, applied entry, error)."""
+
+
+class NodeService(Protocol):
+    """A service running on the node's replicated state (the ZooKeeper service).
+
+    The node calls these from its Raft loop; they must not block.
+    """
+
+    def on_applied(self, entry: Entry, result: object) -> None:
+        """A COMMAND entry was applied to the state machine with this result."""
+
+    def on_soft_state(self, role: str, leader_id: NodeId | None, term: Term) -> None:
+        """Role or leader changed."""
+
+    def on_peer_frame(self, src: NodeId, frame: ServiceFrame) -> None:
+        """A Forward or SessionTouch frame arrived from a peer."""
+
+    async def handle_client(self, stream: trio.SocketStream, first: bytes) -> None:
+        """Serve a client connection whose first four bytes are `first`."""
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = ...) -> None:
+        """Background work (session expiry, relaying touches) for the node's lifetime."""
+
+    def stats(self) -> dict[str, Any]:
+        """Figures for `kraft quorum status`."""
 
 
 class ProposalFailed(Exception):
@@ -77,11 +105,14 @@ class ControllerNode:
         state_machine: StateMachine | None = None,
         *,
         client_handler: Callable[[ControllerNode, trio.SocketStream, bytes], Any] | None = None,
+        service: NodeService | None = None,
     ) -> None:
         self.config = config
         self.node_id = config.node_id
         self.sm: StateMachine = state_machine or KVStateMachine()
         self._client_handler = client_handler
+        self.service = service
+        self.last_zxid = 0  # zxid of the last applied entry (ZooKeeper's lastProcessedZxid)
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[Message | _Tick | _Wake](
             INBOX_CAPACITY
         )
@@ -125,6 +156,14 @@ class ControllerNode:
             return
         self._pending.append((command, callback))
         self._poke()
+
+    def send_peer(self, peer: NodeId, frame: ServiceFrame) -> bool:
+        """Queue a service frame to a peer; False if it cannot be sent now."""
+        sender = self._peers.get(peer)
+        if sender is None or not sender.connected:
+            return False
+        sender.push(encode_frame(frame))
+        return sender.connected
 
     async def wait_for_room(self) -> None:
         while len(self._pending) >= MAX_PENDING_PROPOSALS:
@@ -199,6 +238,7 @@ class ControllerNode:
             "voters": [member(v) for v in core.voters],
             "observers": [member(o) for o in core.observers],
             "state_machine": self.sm.stats(),
+            "service": self.service.stats() if self.service is not None else {},
         }
 
     def transfer_leadership(self) -> None:
@@ -223,6 +263,7 @@ class ControllerNode:
         if recovered.snapshot is not None:
             self.sm.restore(recovered.snapshot.data)
             self._last_snapshot_index = recovered.snapshot.meta.index
+            self.last_zxid = recovered.snapshot.meta.zxid
         raft_cfg = RaftConfig(
             node_id=cfg.node_id,
             voters=tuple(sorted(cfg.voters)),
@@ -259,6 +300,8 @@ class ControllerNode:
                         nursery.start_soon(sender.run)
                 nursery.start_soon(self._ticker)
                 nursery.start_soon(self._raft_loop)
+                if self.service is not None:
+                    await nursery.start(self.service.run)
                 self.started.set()
                 task_status.started()
         finally:
@@ -360,6 +403,7 @@ class ControllerNode:
         if rd.snapshot is not None:
             self.sm.restore(rd.snapshot.data)
             self._last_snapshot_index = rd.snapshot.meta.index
+            self.last_zxid = rd.snapshot.meta.zxid
             self._fail_waiters_upto(rd.snapshot.meta.index)
             self.snapshots_installed += 1
             log.info("installed snapshot at index %d", rd.snapshot.meta.index)
@@ -395,10 +439,14 @@ class ControllerNode:
 
     def _apply(self, entries: Sequence[Entry]) -> None:
         waiters = self._waiters
+        service = self.service
         for e in entries:
             result: object = None
+            self.last_zxid = e.zxid
             if e.kind is EntryKind.COMMAND:
                 result = self.sm.apply(e)
+                if service is not None:
+                    service.on_applied(e, result)
             if not waiters:
                 continue
             w = waiters.pop(e.index, None)
@@ -454,6 +502,10 @@ class ControllerNode:
                         continue
                     if isinstance(frame, Hello):
                         raise PeerProtocolError(f"unexpected {type(frame).__name__}")
+                    if isinstance(frame, Forward | SessionTouch):
+                        if self.service is not None:
+                            self.service.on_peer_frame(peer.node_id, frame)
+                        continue
                     if frame.src != peer.node_id or frame.dst != self.node_id:
                         raise PeerProtocolError(
                             f"message {frame.src}->{frame.dst} on node {peer.node_id}'s link"
@@ -482,6 +534,8 @@ class ControllerNode:
                 from controller.node.admin_server import serve_admin
 
                 await serve_admin(self, stream)
+            elif self.service is not None:
+                await self.service.handle_client(stream, first)
             elif self._client_handler is not None:
                 await self._client_handler(self, stream, first)
             else:

@@ -87,3 +87,36 @@ class KVStateMachine:
 
     def stats(self) -> dict[str, int]:
         return {"keys": len(self.data), "applied_commands": self.applied_commands}
+
+
+@attrs.frozen
+class _CompositeImage:
+    kv: bytes
+    coord: bytes
+
+
+class ControllerStateMachine:
+    """What a controller replicates: the coordination service's tree and sessions, plus the
+    small key/value map behind the admin protocol (tests, benchmarks). Commands are routed by
+    their first byte."""
+
+    def __init__(self, coord: StateMachine, kv: KVStateMachine | None = None) -> None:
+        self.coord = coord
+        self.kv = kv or KVStateMachine()
+
+    def apply(self, entry: Entry) -> object:
+        if entry.data.startswith(KV_PREFIX):
+            return self.kv.apply(entry)
+        return self.coord.apply(entry)
+
+    def snapshot(self) -> bytes:
+        data: bytes = _converter.dumps(_CompositeImage(self.kv.snapshot(), self.coord.snapshot()))
+        return data
+
+    def restore(self, data: bytes) -> None:
+        image = _converter.loads(data, _CompositeImage)
+        self.kv.restore(image.kv)
+        self.coord.restore(image.coord)
+
+    def stats(self) -> dict[str, int]:
+        return {**self.kv.stats(), **self.coord.stats()}

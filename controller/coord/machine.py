@@ -1,0 +1,372 @@
+"""The coordination service's replicated state machine: data tree plus session table.
+
+`apply(entry)` decodes a coordination command and executes it against the tree with the
+entry's zxid and the command's time, returning an `Applied` result. Validation (paths,
+versions, ACLs, sessions) happens here, at apply time, so it is deterministic and sees
+exactly the state the log defines.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from cattrs.preconf.msgpack import make_converter
+
+from controller.coord import acl as acls
+from controller.coord.commands import (
+    COORD_PREFIX,
+    Applied,
+    Barrier,
+    CloseSession,
+    CreateSession,
+    ExpireTTL,
+    Write,
+    decode_command,
+)
+from controller.coord.datatree import DataTree, WatchEvent, ZkError, Znode, parent_of
+from controller.raft.types import Entry, EntryKind
+from controller.zk.constants import CreateMode, Err, OpCode, Perm
+from controller.zk.jute import JuteError
+from controller.zk.protocol import UnknownOpcode, decode_request, validate_path
+from controller.zk.records import (
+    ACL,
+    CheckVersionRequest,
+    Create2Response,
+    CreateRequest,
+    CreateResponse,
+    CreateTTLRequest,
+    DeleteRequest,
+    ErrorResponse,
+    Id,
+    MultiRequest,
+    MultiResponse,
+    SetACLRequest,
+    SetDataRequest,
+    StatResponse,
+)
+
+SESSION_ID_BITS = 56
+MULTI_OPS = {
+    OpCode.CREATE,
+    OpCode.CREATE2,
+    OpCode.CREATE_CONTAINER,
+    OpCode.CREATE_TTL,
+    OpCode.DELETE,
+    OpCode.SET_DATA,
+    OpCode.CHECK,
+}
+WRITE_OPS = {
+    *MULTI_OPS,
+    OpCode.DELETE_CONTAINER,
+    OpCode.SET_ACL,
+    OpCode.MULTI,
+}
+
+
+@attrs.define
+class Session:
+    """A replicated session: its negotiated timeout and password."""
+
+    session_id: int
+    timeout_ms: int
+    password: bytes
+
+
+@attrs.frozen
+class _NodeImage:
+    path: str
+    data: bytes
+    acl: list[tuple[int, str, str]]
+    stat: tuple[int, int, int, int, int, int, int, int, int]  # czxid..ephemeral_owner, pzxid
+
+
+@attrs.frozen
+class _Image:
+    nodes: list[_NodeImage]
+    sessions: list[tuple[int, int, bytes]]
+    last_zxid: int
+    applied_index: int
+
+
+_converter = make_converter()
+
+
+class CoordStateMachine:
+    """Data tree + sessions; implements the node's `StateMachine` protocol."""
+
+    def __init__(self, *, ttl_enabled: bool = True) -> None:
+        self.tree = DataTree()
+        self.sessions: dict[int, Session] = {}
+        self.last_zxid = 0
+        self.applied_index = 0
+        self.ttl_enabled = ttl_enabled
+
+    # ------------------------------------------------------------------ StateMachine
+
+    def apply(self, entry: Entry) -> object:
+        assert entry.kind is EntryKind.COMMAND
+        self.applied_index = entry.index
+        self.last_zxid = entry.zxid
+        if not entry.data.startswith(COORD_PREFIX):
+            return None  # not ours (e.g. a benchmark's opaque payload)
+        cmd = decode_command(entry.data)
+        if isinstance(cmd, Write):
+            return self._apply_write(cmd, entry.zxid)
+        if isinstance(cmd, CreateSession):
+            session_id = self.session_id_for(cmd.origin, entry.index)
+            assert session_id not in self.sessions
+            self.sessions[session_id] = Session(session_id, cmd.timeout_ms, cmd.password)
+            return Applied(
+                cmd.origin,
+                cmd.seq,
+                entry.zxid,
+                session_id=session_id,
+                password=cmd.password,
+                timeout_ms=cmd.timeout_ms,
+            )
+        if isinstance(cmd, CloseSession):
+            if cmd.session_id not in self.sessions:
+                return Applied(
+                    cmd.origin, cmd.seq, entry.zxid, Err.SESSIONEXPIRED, session_id=cmd.session_id
+                )
+            del self.sessions[cmd.session_id]
+            events = self.tree.close_session(cmd.session_id, entry.zxid)
+            return Applied(
+                cmd.origin,
+                cmd.seq,
+                entry.zxid,
+                session_id=cmd.session_id,
+                events=tuple(events),
+                closed_session=True,
+            )
+        if isinstance(cmd, Barrier):
+            return Applied(cmd.origin, cmd.seq, entry.zxid)
+        assert isinstance(cmd, ExpireTTL)
+        expired: list[WatchEvent] = []
+        for path in cmd.paths:
+            node = self.tree.find(path)
+            # Re-check at apply time: the node may have changed since the leader looked.
+            if node is not None and path in self.tree.expired_ttl_nodes(cmd.time_ms):
+                expired += self.tree.delete(path, -1, zxid=entry.zxid)
+        return Applied(0, 0, entry.zxid, events=tuple(expired))
+
+    def snapshot(self) -> bytes:
+        nodes = [
+            _NodeImage(
+                path,
+                n.data,
+                [(a.perms, a.id.scheme, a.id.id) for a in n.acl],
+                (
+                    n.czxid,
+                    n.mzxid,
+                    n.ctime,
+                    n.mtime,
+                    n.version,
+                    n.cversion,
+                    n.aversion,
+                    n.ephemeral_owner,
+                    n.pzxid,
+                ),
+            )
+            for path, n in sorted(self.tree.nodes.items())
+        ]
+        sessions = [(s.session_id, s.timeout_ms, s.password) for s in self.sessions.values()]
+        image = _Image(nodes, sessions, self.last_zxid, self.applied_index)
+        data: bytes = _converter.dumps(image)
+        return data
+
+    def restore(self, data: bytes) -> None:
+        image = _converter.loads(data, _Image)
+        tree = DataTree()
+        tree.nodes = {}
+        for img in image.nodes:  # sorted by path: parents before children
+            czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid = img.stat
+            acl = tuple(ACL(p, Id(s, i)) for p, s, i in img.acl)
+            node = Znode(
+                img.data, acl, czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid
+            )
+            tree.nodes[img.path] = node
+            if img.path != "/":
+                tree.nodes[parent_of(img.path)].children.add(img.path.rsplit("/", 1)[1])
+            if node.session_owner:
+                tree.ephemerals.setdefault(node.session_owner, set()).add(img.path)
+        self.tree = tree
+        self.sessions = {sid: Session(sid, t, pw) for sid, t, pw in image.sessions}
+        self.last_zxid = image.last_zxid
+        self.applied_index = image.applied_index
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "znodes": self.tree.node_count,
+            "sessions": len(self.sessions),
+            "ephemerals": sum(len(p) for p in self.tree.ephemerals.values()),
+        }
+
+    # ------------------------------------------------------------------ sessions
+
+    @staticmethod
+    def session_id_for(origin: int, index: int) -> int:
+        assert 0 < origin < 128, origin
+        return (origin << SESSION_ID_BITS) | (index & ((1 << SESSION_ID_BITS) - 1))
+
+    # ------------------------------------------------------------------ writes
+
+    def _apply_write(self, cmd: Write, zxid: int) -> Applied:
+        def fail(err: int) -> Applied:
+            return Applied(cmd.origin, cmd.seq, zxid, err, session_id=cmd.session_id)
+
+        if cmd.session_id not in self.sessions:
+            return fail(Err.SESSIONEXPIRED)
+        try:
+            record = decode_request(cmd.op, cmd.body)
+        except (JuteError, UnknownOpcode):
+            return fail(Err.MARSHALLINGERROR)
+        events: list[WatchEvent] = []
+        try:
+            if cmd.op == OpCode.MULTI:
+                assert isinstance(record, MultiRequest)
+                response: Any = self._multi(cmd, record, zxid, events)
+            else:
+                response = self._one(cmd, cmd.op, record, zxid, events)
+        except ZkError as exc:
+            return fail(exc.code)
+        return Applied(
+            cmd.origin,
+            cmd.seq,
+            zxid,
+            0,
+            response,
+            session_id=cmd.session_id,
+            events=tuple(events),
+        )
+
+    def _multi(
+        self, cmd: Write, request: MultiRequest, zxid: int, events: list[WatchEvent]
+    ) -> MultiResponse:
+        tree = self.tree
+        tree.begin()
+        results: list[tuple[int, int, Any]] = []
+        failed_at = -1
+        failure = 0
+        for i, (op, record) in enumerate(request.ops):
+            try:
+                if op not in MULTI_OPS:
+                    raise ZkError(Err.BADARGUMENTS, f"op {op} not allowed in multi")
+                response = self._one(cmd, op, record, zxid, events, in_multi=True)
+            except ZkError as exc:
+                failed_at, failure = i, exc.code
+                break
+            results.append((_multi_result_type(op), 0, response))
+        if failed_at < 0:
+            tree.commit()
+            return MultiResponse(results)
+        tree.rollback()
+        events.clear()
+        errors: list[tuple[int, int, Any]] = []
+        for i in range(len(request.ops)):
+            if i < failed_at:
+                code = 0
+            elif i == failed_at:
+                code = failure
+            else:
+                code = Err.RUNTIMEINCONSISTENCY
+            errors.append((-1, code, ErrorResponse(code)))
+        return MultiResponse(errors)
+
+    def _one(
+        self,
+        cmd: Write,
+        op: int,
+        record: Any,
+        zxid: int,
+        events: list[WatchEvent],
+        *,
+        in_multi: bool = False,
+    ) -> Any:
+        tree = self.tree
+        ids = cmd.identities
+        if op in (OpCode.CREATE, OpCode.CREATE2, OpCode.CREATE_CONTAINER, OpCode.CREATE_TTL):
+            assert isinstance(record, CreateRequest | CreateTTLRequest)
+            try:
+                mode = CreateMode(record.flags)
+            except ValueError:
+                raise ZkError(Err.BADARGUMENTS, f"bad create flags {record.flags}") from None
+            ttl = record.ttl if isinstance(record, CreateTTLRequest) else 0
+            if mode.is_ttl and (op != OpCode.CREATE_TTL or not self.ttl_enabled):
+                raise ZkError(Err.UNIMPLEMENTED if not self.ttl_enabled else Err.BADARGUMENTS)
+            if op == OpCode.CREATE_TTL and not mode.is_ttl:
+                raise ZkError(Err.BADARGUMENTS, "createTTL needs a TTL mode")
+            if op == OpCode.CREATE_CONTAINER and not mode.is_container:
+                raise ZkError(Err.BADARGUMENTS, "createContainer needs the container mode")
+            error = validate_path(record.path, sequential=mode.is_sequential)
+            if error is not None:
+                raise ZkError(Err.BADARGUMENTS, error)
+            if record.path == "/":
+                raise ZkError(Err.NODEEXISTS)
+            parent = tree.find(parent_of(record.path))
+            if parent is None:
+                raise ZkError(Err.NONODE)
+            acls.check(parent.acl, Perm.CREATE, ids)
+            acl = acls.normalize(record.acl, ids)
+            path, node, evs = tree.create(
+                record.path,
+                record.data,
+                acl,
+                mode,
+                session_id=cmd.session_id,
+                zxid=zxid,
+                time_ms=cmd.time_ms,
+                ttl_ms=ttl,
+            )
+            events += evs
+            if op == OpCode.CREATE and not in_multi:
+                return CreateResponse(path)
+            if op == OpCode.CREATE and in_multi:
+                return CreateResponse(path)
+            return Create2Response(path, node.stat())
+        if op in (OpCode.DELETE, OpCode.DELETE_CONTAINER):
+            assert isinstance(record, DeleteRequest)
+            _check_path(record.path)
+            if record.path == "/":
+                raise ZkError(Err.BADARGUMENTS, "cannot delete /")
+            tree.get(record.path)
+            acls.check(tree.get(parent_of(record.path)).acl, Perm.DELETE, ids)
+            events += tree.delete(record.path, record.version, zxid=zxid)
+            return None
+        if op == OpCode.SET_DATA:
+            assert isinstance(record, SetDataRequest)
+            _check_path(record.path)
+            acls.check(tree.get(record.path).acl, Perm.WRITE, ids)
+            node, evs = tree.set_data(
+                record.path, record.data, record.version, zxid=zxid, time_ms=cmd.time_ms
+            )
+            events += evs
+            return StatResponse(node.stat())
+        if op == OpCode.SET_ACL:
+            assert isinstance(record, SetACLRequest)
+            _check_path(record.path)
+            acls.check(tree.get(record.path).acl, Perm.ADMIN, ids)
+            node = tree.set_acl(record.path, acls.normalize(record.acl, ids), record.version)
+            return StatResponse(node.stat())
+        if op == OpCode.CHECK:
+            assert isinstance(record, CheckVersionRequest)
+            _check_path(record.path)
+            node = tree.check(record.path, record.version)
+            acls.check(node.acl, Perm.READ, ids)
+            return None if in_multi else StatResponse(node.stat())
+        raise ZkError(Err.UNIMPLEMENTED, f"op {op}")
+
+
+def _check_path(path: str) -> None:
+    error = validate_path(path)
+    if error is not None:
+        raise ZkError(Err.BADARGUMENTS, error)
+
+
+def _multi_result_type(op: int) -> int:
+    # kazoo only understands 1, 2, 5, 13 and -1 in multi results; createTTL and
+    # createContainer report as create2 (15), like ZooKeeper.
+    if op in (OpCode.CREATE2, OpCode.CREATE_CONTAINER, OpCode.CREATE_TTL):
+        return int(OpCode.CREATE2)
+    return int(op)

@@ -1,0 +1,814 @@
+"""The ZooKeeper protocol on a controller's client port (trio shell).
+
+- Reads are answered from this controller's replica; writes become log entries (proposed
+  here when leader, else forwarded to the leader) and are answered once *this* controller
+  has applied them. Each connection answers in request order (FIFO per session): a read
+  queued behind a pending write is evaluated only after that write applied, so a client
+  reads its own writes.
+- Watch notifications are queued when the triggering entry is applied, before any later
+  reply on that connection, so a client sees the event before data that reflects it.
+- Sessions are replicated. The leader tracks liveness: activity on any controller is relayed
+  to it (batched `SessionTouch` frames) and it proposes `CloseSession(expired)` when a session
+  stays silent past its timeout. A new leader gives every session a full timeout.
+- When the leader changes, connections with writes in flight are closed: their outcome is
+  unknown, and ZooKeeper clients treat that as connection loss and reconnect.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from controller.coord import acl as acls
+from controller.coord.commands import (
+    Applied,
+    Barrier,
+    CloseSession,
+    Command,
+    CreateSession,
+    ExpireTTL,
+    Write,
+    encode_command,
+)
+from controller.coord.datatree import ZkError
+from controller.coord.machine import WRITE_OPS, CoordStateMachine
+from controller.node.codec import Forward, ServiceFrame, SessionTouch
+from controller.raft.types import Entry, NodeId, Term
+from controller.service.fourletter import four_letter_reply
+from controller.service.watches import WatchTable
+from controller.zk.constants import (
+    XID_AUTH,
+    XID_NOTIFICATION,
+    XID_PING,
+    XID_SET_WATCHES,
+    AddWatchMode,
+    Err,
+    EventType,
+    KeeperState,
+    OpCode,
+    Perm,
+    WatcherType,
+)
+from controller.zk.jute import JuteError
+from controller.zk.protocol import (
+    ConnectEvent,
+    FourLetterWord,
+    FrameTooLarge,
+    RequestEvent,
+    ServerFramer,
+    UnknownOpcode,
+    decode_request,
+    encode_connect_response,
+    encode_notification,
+    encode_reply,
+    validate_path,
+)
+from controller.zk.records import (
+    AddWatchRequest,
+    AuthPacket,
+    ClientInfo,
+    ConnectRequest,
+    ConnectResponse,
+    ErrorResponse,
+    ExistsRequest,
+    GetACLRequest,
+    GetACLResponse,
+    GetAllChildrenNumberRequest,
+    GetAllChildrenNumberResponse,
+    GetChildren2Request,
+    GetChildren2Response,
+    GetChildrenRequest,
+    GetChildrenResponse,
+    GetDataRequest,
+    GetDataResponse,
+    GetEphemeralsRequest,
+    GetEphemeralsResponse,
+    MultiRequest,
+    MultiResponse,
+    RemoveWatchesRequest,
+    SetWatches,
+    SetWatches2,
+    StatResponse,
+    SyncRequest,
+    SyncResponse,
+    WhoAmIResponse,
+)
+
+if TYPE_CHECKING:
+    from controller.node.server import ControllerNode
+
+log = logging.getLogger(__name__)
+
+TOUCH_INTERVAL_S = 0.1
+EXPIRY_CHECK_S = 0.05
+TTL_CHECK_S = 1.0
+HANDSHAKE_TIMEOUT_S = 10.0
+
+
+@attrs.frozen
+class ZkSettings:
+    """ZooKeeper-compatible limits and options (see docs/coordination.md)."""
+
+    tick_time_ms: int = 2000
+    min_session_timeout_ms: int = 0  # 0: 2 ticks
+    max_session_timeout_ms: int = 0  # 0: 20 ticks
+    max_client_cnxns: int = 0  # per client address; 0 = unlimited (ZooKeeper's default is 60)
+    max_outstanding: int = 1000  # requests per connection before we stop reading it
+    max_watches_per_session: int = 0  # 0 = unlimited
+    jute_max_buffer: int = 1 << 20
+    four_letter_whitelist: tuple[str, ...] = ("*",)
+    super_digest: str = ""  # "super:<base64 sha1>" as ZooKeeper's superDigest
+    ttl_enabled: bool = True
+
+    @property
+    def min_timeout(self) -> int:
+        return self.min_session_timeout_ms or 2 * self.tick_time_ms
+
+    @property
+    def max_timeout(self) -> int:
+        return self.max_session_timeout_ms or 20 * self.tick_time_ms
+
+
+class _Slot:
+    """One request awaiting its turn to be answered on a connection."""
+
+    __slots__ = ("compute", "done", "op", "reply", "xid")
+
+    def __init__(self, xid: int, op: int) -> None:
+        self.xid = xid
+        self.op = op
+        self.reply: bytes | None = None
+        self.done = False
+        # For reads: evaluated when the slot reaches the head of the queue.
+        self.compute: Callable[[], bytes] | None = None
+
+
+class ClientConnection:
+    """State of one ZooKeeper client connection."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, stream: trio.SocketStream, address: str) -> None:
+        self.id = next(self._ids)
+        self.stream = stream
+        self.address = address
+        self.session_id = 0
+        self.timeout_ms = 0
+        self.identities: list[tuple[str, str]] = [("ip", address)]
+        self.queue: deque[_Slot] = deque()
+        self.out: list[bytes] = []
+        self.wake = trio.Event()
+        self.room = trio.Event()
+        self.closing = False
+        self.pending_writes = 0
+        self.received = 0
+        self.sent = 0
+        self.connected_at = time.monotonic()
+        self.last_zxid = 0
+
+    def push(self, data: bytes) -> None:
+        self.out.append(data)
+        self.sent += 1
+        self.wake.set()
+
+    def close(self) -> None:
+        self.closing = True
+        self.wake.set()
+        self.room.set()
+
+
+class ZkService:
+    """Serves the ZooKeeper protocol on top of a controller node (see module docstring)."""
+
+    def __init__(self, node: ControllerNode, machine: CoordStateMachine, settings: ZkSettings):
+        self.node = node
+        self.machine = machine
+        self.settings = settings
+        self.watches = WatchTable()
+        self.connections: dict[int, ClientConnection] = {}
+        self.by_session: dict[int, set[ClientConnection]] = {}
+        self.per_address: dict[str, int] = {}
+        self._seq = itertools.count(1)
+        self._pending: dict[int, Callable[[Applied], None]] = {}  # seq -> completion
+        self._touched: set[int] = set()
+        self._deadlines: dict[int, float] = {}  # leader only: session -> trio deadline
+        self._expiring: set[int] = set()
+        self._is_leader = False
+        self._leader: NodeId | None = None
+        self.latency_min = 0.0
+        self.latency_max = 0.0
+        self.latency_total = 0.0
+        self.latency_count = 0
+        self.packets_received = 0
+        self.packets_sent = 0
+
+    # ------------------------------------------------------------------ node hooks
+
+    def on_applied(self, entry: Entry, result: object) -> None:
+        if not isinstance(result, Applied):
+            return
+        for event_type, path in result.events:
+            self._notify(event_type, path, result.zxid)
+        if result.timeout_ms and result.session_id:  # a session was created
+            self._deadlines[result.session_id] = trio.current_time() + result.timeout_ms / 1000
+        if result.closed_session:
+            self._deadlines.pop(result.session_id, None)
+            self._expiring.discard(result.session_id)
+        if result.origin == self.node.node_id:
+            done = self._pending.pop(result.seq, None)
+            if done is not None:
+                done(result)
+        if result.closed_session:
+            for conn in list(self.by_session.get(result.session_id, ())):
+                if not conn.pending_writes:
+                    conn.close()
+
+    def on_soft_state(self, role: str, leader_id: NodeId | None, term: Term) -> None:
+        was_leader = self._is_leader
+        self._is_leader = role == "leader"
+        if self._is_leader and not was_leader:
+            # A new leader cannot know how long sessions were silent: full timeout for all.
+            now = trio.current_time()
+            self._deadlines = {
+                sid: now + s.timeout_ms / 1000 for sid, s in self.machine.sessions.items()
+            }
+            self._expiring.clear()
+        if leader_id != self._leader:
+            self._leader = leader_id
+            # Writes in flight may be lost with the old leader: fail their connections.
+            for seq in list(self._pending):
+                done = self._pending.pop(seq)
+                done(Applied(self.node.node_id, seq, 0, Err.CONNECTIONLOSS))
+
+    def on_peer_frame(self, src: NodeId, frame: ServiceFrame) -> None:
+        if isinstance(frame, SessionTouch):
+            if self._is_leader:
+                now = trio.current_time()
+                for sid in frame.session_ids:
+                    session = self.machine.sessions.get(sid)
+                    if session is not None:
+                        self._deadlines[sid] = now + session.timeout_ms / 1000
+            return
+        if not self.node.core.is_leader:
+            return  # the origin notices the leader change and fails those requests
+        for data in frame.commands:
+            self.node.submit(data, _ignore)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._relay_touches)
+            nursery.start_soon(self._expire_sessions)
+            if self.settings.ttl_enabled:
+                nursery.start_soon(self._expire_ttl_nodes)
+            task_status.started()
+
+    # ------------------------------------------------------------------ sessions (leader)
+
+    def touch(self, session_id: int) -> None:
+        if session_id:
+            self._touched.add(session_id)
+
+    async def _relay_touches(self) -> None:
+        while True:
+            await trio.sleep(TOUCH_INTERVAL_S)
+            if not self._touched:
+                continue
+            touched, self._touched = self._touched, set()
+            if self._is_leader:
+                self.on_peer_frame(self.node.node_id, SessionTouch(tuple(touched)))
+            elif self._leader is not None:
+                self.node.send_peer(self._leader, SessionTouch(tuple(sorted(touched))))
+
+    async def _expire_sessions(self) -> None:
+        while True:
+            await trio.sleep(EXPIRY_CHECK_S)
+            if not self._is_leader:
+                continue
+            # Sessions this controller serves right now are alive by definition.
+            for sid in self._touched:
+                session = self.machine.sessions.get(sid)
+                if session is not None:
+                    self._deadlines[sid] = trio.current_time() + session.timeout_ms / 1000
+            now = trio.current_time()
+            for sid, deadline in list(self._deadlines.items()):
+                if deadline <= now and sid not in self._expiring:
+                    if sid not in self.machine.sessions:
+                        del self._deadlines[sid]
+                        continue
+                    self._expiring.add(sid)
+                    log.info("session 0x%x expired", sid)
+                    cmd = CloseSession(0, 0, sid, True, _now_ms())
+                    self.node.submit(encode_command(cmd), _ignore)
+
+    async def _expire_ttl_nodes(self) -> None:
+        while True:
+            await trio.sleep(TTL_CHECK_S)
+            if not self._is_leader:
+                continue
+            now = _now_ms()
+            expired = self.machine.tree.expired_ttl_nodes(now)
+            if expired:
+                self.node.submit(encode_command(ExpireTTL(tuple(expired), now)), _ignore)
+
+    # ------------------------------------------------------------------ proposals
+
+    def _propose(self, build: Callable[[int], Command], done: Callable[[Applied], None]) -> bool:
+        """Send a command to the log; `done` runs when it is applied here (or fails)."""
+        seq = next(self._seq)
+        data = encode_command(build(seq))
+        self._pending[seq] = done
+        if self.node.core.is_leader:
+            self.node.submit(data, self._fail_on_error(seq))
+            return True
+        leader = self.node.core.leader_id
+        if leader is not None and self.node.send_peer(leader, Forward((data,))):
+            return True
+        self._pending.pop(seq, None)
+        return False
+
+    def _fail_on_error(self, seq: int) -> Callable[[object, Entry | None, Exception | None], None]:
+        def callback(result: object, entry: Entry | None, error: Exception | None) -> None:
+            if error is not None:
+                done = self._pending.pop(seq, None)
+                if done is not None:
+                    done(Applied(self.node.node_id, seq, 0, Err.CONNECTIONLOSS))
+
+        return callback
+
+    # ------------------------------------------------------------------ notifications
+
+    def _notify(self, event_type: int, path: str, zxid: int) -> None:
+        keys = self.watches.trigger(event_type, path)
+        if not keys:
+            return
+        frame = encode_notification(event_type, KeeperState.SYNC_CONNECTED, path, -1)
+        for key in keys:
+            conn = self.connections.get(key)  # type: ignore[call-overload]
+            if conn is not None and not conn.closing:
+                conn.push(frame)
+
+    # ------------------------------------------------------------------ connections
+
+    async def handle_client(self, stream: trio.SocketStream, first: bytes) -> None:
+        peer = stream.socket.getpeername()
+        address = str(peer[0]) if isinstance(peer, tuple) else str(peer)
+        limit = self.settings.max_client_cnxns
+        if limit and self.per_address.get(address, 0) >= limit:
+            log.warning("too many connections from %s (max %d): closing", address, limit)
+            return
+        conn = ClientConnection(stream, address)
+        self.per_address[address] = self.per_address.get(address, 0) + 1
+        self.connections[conn.id] = conn
+        try:
+            framer = ServerFramer(self.settings.jute_max_buffer)
+            framer.feed(first)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer, conn)
+                try:
+                    await self._reader(conn, framer)
+                finally:
+                    conn.close()
+                    # Let the writer flush what is queued (e.g. a closeSession reply).
+                    with trio.move_on_after(1):
+                        while conn.out:
+                            await trio.sleep(0.001)
+                    nursery.cancel_scope.cancel()
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            self.connections.pop(conn.id, None)
+            self.watches.drop(conn.id)
+            if conn.session_id:
+                conns = self.by_session.get(conn.session_id)
+                if conns is not None:
+                    conns.discard(conn)
+                    if not conns:
+                        del self.by_session[conn.session_id]
+            self.per_address[address] -= 1
+            if not self.per_address[address]:
+                del self.per_address[address]
+
+    async def _writer(self, conn: ClientConnection) -> None:
+        while True:
+            while not conn.out:
+                if conn.closing:
+                    return
+                conn.wake = trio.Event()
+                await conn.wake.wait()
+            batch = b"".join(conn.out)
+            conn.out.clear()
+            await conn.stream.send_all(batch)
+            self.packets_sent += 1
+
+    async def _reader(self, conn: ClientConnection, framer: ServerFramer) -> None:
+        stream = conn.stream
+        handshake_done = False
+        with trio.move_on_after(HANDSHAKE_TIMEOUT_S) as handshake_scope:
+            while not handshake_done:
+                event = framer.next_event()
+                if event is None:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        return
+                    framer.feed(bytes(data))
+                    continue
+                if isinstance(event, FourLetterWord):
+                    conn.push(four_letter_reply(self, event.word.decode("ascii")).encode())
+                    return
+                assert isinstance(event, ConnectEvent)
+                if not await self._handshake(conn, event.request):
+                    return
+                handshake_done = True
+        if handshake_scope.cancelled_caught:
+            return
+        while not conn.closing:
+            try:
+                event = framer.next_event()
+            except (FrameTooLarge, JuteError) as exc:
+                log.warning("closing client %s: %s", conn.address, exc)
+                return
+            if event is None:
+                while len(conn.queue) >= self.settings.max_outstanding and not conn.closing:
+                    conn.room = trio.Event()
+                    await conn.room.wait()
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                framer.feed(bytes(data))
+                continue
+            if not isinstance(event, RequestEvent):
+                log.warning("closing client %s: unexpected %s", conn.address, event)
+                return
+            self.packets_received += 1
+            conn.received += 1
+            self.touch(conn.session_id)
+            if not self._handle_request(conn, event):
+                return
+
+    # ------------------------------------------------------------------ handshake
+
+    async def _handshake(self, conn: ClientConnection, req: ConnectRequest) -> bool:
+        node = self.node
+        if req.last_zxid_seen > node.last_zxid:
+            log.info(
+                "refusing client %s: it has seen zxid 0x%x, we are at 0x%x",
+                conn.address,
+                req.last_zxid_seen,
+                node.last_zxid,
+            )
+            return False
+        timeout = max(self.settings.min_timeout, min(self.settings.max_timeout, req.timeout))
+        if req.session_id == 0:
+            password = os.urandom(16)
+            result = await self._await_command(
+                lambda seq: CreateSession(node.node_id, seq, timeout, password, _now_ms())
+            )
+            if result is None or result.err:
+                return False
+            session_id = result.session_id
+        else:
+            session = self.machine.sessions.get(req.session_id)
+            if session is None:
+                # This replica may lag the one that created it: catch up through the log.
+                await self._await_command(lambda seq: Barrier(node.node_id, seq))
+                session = self.machine.sessions.get(req.session_id)
+            if session is None or session.password != req.passwd:
+                expired = ConnectResponse(0, 0, 0, b"\0" * 16, req.read_only)
+                conn.push(encode_connect_response(expired))
+                return False
+            session_id, password = session.session_id, session.password
+            timeout = session.timeout_ms
+        conn.session_id, conn.timeout_ms = session_id, timeout
+        self.by_session.setdefault(session_id, set()).add(conn)
+        self.touch(session_id)
+        conn.push(
+            encode_connect_response(
+                ConnectResponse(0, timeout, session_id, password, req.read_only)
+            )
+        )
+        return True
+
+    async def _await_command(self, build: Callable[[int], Command]) -> Applied | None:
+        done = trio.Event()
+        box: list[Applied] = []
+
+        def complete(result: Applied) -> None:
+            box.append(result)
+            done.set()
+
+        if not self._propose(build, complete):
+            return None
+        with trio.move_on_after(HANDSHAKE_TIMEOUT_S):
+            await done.wait()
+        return box[0] if box else None
+
+    # ------------------------------------------------------------------ requests
+
+    def _handle_request(self, conn: ClientConnection, ev: RequestEvent) -> bool:
+        """Queue one request; False to close the connection."""
+        xid, op = ev.xid, ev.op
+        slot = _Slot(xid, op)
+        conn.queue.append(slot)
+        started = time.monotonic()
+        if op == OpCode.PING:
+            slot.compute = lambda: encode_reply(XID_PING, self.node.last_zxid, 0, None)
+            self._pump(conn)
+            return True
+        try:
+            record = decode_request(op, ev.body)
+        except UnknownOpcode:
+            slot.compute = lambda: encode_reply(xid, self.node.last_zxid, Err.UNIMPLEMENTED, None)
+            self._pump(conn)
+            return True
+        except JuteError as exc:
+            log.warning("closing client %s: malformed request (op %d): %s", conn.address, op, exc)
+            return False
+        if op == OpCode.AUTH:
+            assert isinstance(record, AuthPacket)
+            return self._auth(conn, slot, record)
+        if op == OpCode.CLOSE_SESSION:
+            self._write(conn, slot, started, close=True)
+            return True
+        if op in WRITE_OPS:
+            self._write(conn, slot, started, body=ev.body)
+            return True
+        if op == OpCode.SYNC:
+            assert isinstance(record, SyncRequest)
+            path = record.path
+            self._write(conn, slot, started, sync_path=path)
+            return True
+        slot.compute = lambda: self._read(conn, xid, op, record, started)
+        self._pump(conn)
+        return True
+
+    def _auth(self, conn: ClientConnection, slot: _Slot, packet: AuthPacket) -> bool:
+        if packet.scheme == "digest":
+            ident = acls.digest_id(packet.auth.decode("utf-8", "replace"))
+            conn.identities.append(("digest", ident))
+            if self.settings.super_digest and ident == self.settings.super_digest:
+                conn.identities.append(("super", ""))
+            slot.compute = lambda: encode_reply(XID_AUTH, 0, 0, None)
+            self._pump(conn)
+            return True
+        log.info("auth scheme %r from %s refused", packet.scheme, conn.address)
+        conn.push(encode_reply(XID_AUTH, 0, Err.AUTHFAILED, None))
+        return False
+
+    def _write(
+        self,
+        conn: ClientConnection,
+        slot: _Slot,
+        started: float,
+        *,
+        body: bytes = b"",
+        close: bool = False,
+        sync_path: str | None = None,
+    ) -> None:
+        xid, op = slot.xid, slot.op
+        session_id = conn.session_id
+        identities = tuple(conn.identities)
+        node_id = self.node.node_id
+
+        def build(seq: int) -> Command:
+            if close:
+                return CloseSession(node_id, seq, session_id, False, _now_ms())
+            if sync_path is not None:
+                return Barrier(node_id, seq)
+            return Write(node_id, seq, session_id, op, body, identities, _now_ms())
+
+        def done(result: Applied) -> None:
+            conn.pending_writes -= 1
+            if result.err == Err.CONNECTIONLOSS and result.zxid == 0:
+                conn.close()  # outcome unknown: let the client reconnect, as ZooKeeper does
+                return
+            zxid = max(result.zxid, self.node.last_zxid)
+            if sync_path is not None:
+                slot.reply = encode_reply(xid, zxid, 0, SyncResponse(sync_path))
+            elif close:
+                slot.reply = encode_reply(xid, zxid, 0, None)
+            else:
+                slot.reply = encode_reply(xid, zxid, result.err, result.response)
+            slot.done = True
+            self._record_latency(started)
+            self._pump(conn)
+            if close:
+                conn.close()
+
+        conn.pending_writes += 1
+        if not self._propose(build, done):
+            conn.pending_writes -= 1
+            conn.close()
+
+    def _pump(self, conn: ClientConnection) -> None:
+        """Answer queued requests in order, evaluating reads once they reach the head."""
+        queue = conn.queue
+        while queue:
+            head = queue[0]
+            if not head.done:
+                if head.compute is None:
+                    break  # a write still in flight
+                head.reply = head.compute()
+                head.done = True
+            queue.popleft()
+            assert head.reply is not None
+            conn.push(head.reply)
+        if len(queue) < self.settings.max_outstanding:
+            conn.room.set()
+
+    def _record_latency(self, started: float) -> None:
+        ms = (time.monotonic() - started) * 1000
+        if not self.latency_count or ms < self.latency_min:
+            self.latency_min = ms
+        self.latency_max = max(self.latency_max, ms)
+        self.latency_total += ms
+        self.latency_count += 1
+
+    # ------------------------------------------------------------------ reads
+
+    def _read(
+        self, conn: ClientConnection, xid: int, op: int, record: Any, started: float
+    ) -> bytes:
+        zxid = self.node.last_zxid
+        try:
+            response = self._read_op(conn, op, record)
+        except ZkError as exc:
+            return encode_reply(xid, zxid, exc.code, None)
+        finally:
+            self._record_latency(started)
+        if xid == XID_SET_WATCHES:
+            return encode_reply(XID_SET_WATCHES, zxid, 0, None)
+        return encode_reply(xid, zxid, 0, response)
+
+    def _check_path(self, path: str) -> None:
+        error = validate_path(path)
+        if error is not None:
+            raise ZkError(Err.BADARGUMENTS, error)
+
+    def _add_watch(self, conn: ClientConnection, kind: str, path: str) -> None:
+        limit = self.settings.max_watches_per_session
+        if limit and self.watches.count_for(conn.id) >= limit:
+            raise ZkError(Err.THROTTLEDOP, f"more than {limit} watches")
+        self.watches.add(kind, path, conn.id)
+
+    def _read_op(self, conn: ClientConnection, op: int, record: Any) -> Any:
+        tree = self.machine.tree
+        ids = conn.identities
+        if op == OpCode.EXISTS:
+            assert isinstance(record, ExistsRequest)
+            self._check_path(record.path)
+            node = tree.find(record.path)
+            if record.watch:
+                self._add_watch(conn, "data" if node is not None else "exist", record.path)
+            if node is None:
+                raise ZkError(Err.NONODE)
+            return StatResponse(node.stat())
+        if op == OpCode.GET_DATA:
+            assert isinstance(record, GetDataRequest)
+            self._check_path(record.path)
+            node = tree.get(record.path)
+            acls.check(node.acl, Perm.READ, ids)
+            if record.watch:
+                self._add_watch(conn, "data", record.path)
+            return GetDataResponse(node.data, node.stat())
+        if op in (OpCode.GET_CHILDREN, OpCode.GET_CHILDREN2):
+            assert isinstance(record, GetChildrenRequest | GetChildren2Request)
+            self._check_path(record.path)
+            node = tree.get(record.path)
+            acls.check(node.acl, Perm.READ, ids)
+            if record.watch:
+                self._add_watch(conn, "child", record.path)
+            children = sorted(node.children)
+            if op == OpCode.GET_CHILDREN:
+                return GetChildrenResponse(children)
+            return GetChildren2Response(children, node.stat())
+        if op == OpCode.GET_ACL:
+            assert isinstance(record, GetACLRequest)
+            self._check_path(record.path)
+            node = tree.get(record.path)
+            return GetACLResponse(list(node.acl), node.stat())
+        if op == OpCode.GET_EPHEMERALS:
+            assert isinstance(record, GetEphemeralsRequest)
+            self._check_path(record.prefix_path)
+            return GetEphemeralsResponse(tree.ephemerals_of(conn.session_id, record.prefix_path))
+        if op == OpCode.GET_ALL_CHILDREN_NUMBER:
+            assert isinstance(record, GetAllChildrenNumberRequest)
+            self._check_path(record.path)
+            node = tree.get(record.path)
+            acls.check(node.acl, Perm.READ, ids)
+            return GetAllChildrenNumberResponse(tree.all_children_number(record.path))
+        if op == OpCode.MULTI_READ:
+            assert isinstance(record, MultiRequest)
+            results: list[tuple[int, int, Any]] = []
+            for sub_op, sub in record.ops:
+                try:
+                    results.append((sub_op, 0, self._read_op(conn, sub_op, sub)))
+                except ZkError as exc:
+                    results.append((-1, exc.code, ErrorResponse(exc.code)))
+            return MultiResponse(results)
+        if op == OpCode.ADD_WATCH:
+            assert isinstance(record, AddWatchRequest)
+            self._check_path(record.path)
+            kind = "recursive" if record.mode == AddWatchMode.PERSISTENT_RECURSIVE else "persistent"
+            self._add_watch(conn, kind, record.path)
+            return ErrorResponse(0)
+        if op in (OpCode.CHECK_WATCHES, OpCode.REMOVE_WATCHES):
+            assert isinstance(record, RemoveWatchesRequest)
+            return self._remove_watches(conn, op, record)
+        if op in (OpCode.SET_WATCHES, OpCode.SET_WATCHES2):
+            assert isinstance(record, SetWatches | SetWatches2)
+            self._set_watches(conn, record)
+            return None
+        if op == OpCode.WHO_AM_I:
+            return WhoAmIResponse([ClientInfo(s, i) for s, i in conn.identities])
+        raise ZkError(Err.UNIMPLEMENTED)
+
+    def _remove_watches(self, conn: ClientConnection, op: int, req: RemoveWatchesRequest) -> None:
+        table: dict[int, tuple[str, ...]] = {
+            WatcherType.CHILDREN: ("child",),
+            WatcherType.DATA: ("data", "exist"),
+            WatcherType.ANY: ("child", "data", "exist", "persistent", "recursive"),
+            WatcherType.PERSISTENT: ("persistent",),
+            WatcherType.PERSISTENT_RECURSIVE: ("recursive",),
+        }
+        kinds = table.get(req.type, ())
+        present = [k for k in kinds if self.watches.has(k, req.path, conn.id)]
+        if not present:
+            raise ZkError(Err.NOWATCHER)
+        if op == OpCode.REMOVE_WATCHES:
+            for kind in present:
+                self.watches.remove(kind, req.path, conn.id)
+                event = {
+                    "child": EventType.CHILD_WATCH_REMOVED,
+                    "persistent": EventType.PERSISTENT_WATCH_REMOVED,
+                    "recursive": EventType.PERSISTENT_WATCH_REMOVED,
+                }.get(kind, EventType.DATA_WATCH_REMOVED)
+                conn.push(encode_notification(event, KeeperState.SYNC_CONNECTED, req.path, -1))
+        return None
+
+    def _set_watches(self, conn: ClientConnection, req: SetWatches | SetWatches2) -> None:
+        """Re-arm watches after a reconnect, firing what changed while away (b.10)."""
+        tree = self.machine.tree
+        rel = req.relative_zxid
+        state = KeeperState.SYNC_CONNECTED
+
+        def fire(event: int, path: str) -> None:
+            conn.push(encode_notification(event, state, path, -1))
+
+        for path in req.data_watches or ():
+            node = tree.find(path)
+            if node is None:
+                fire(EventType.NODE_DELETED, path)
+            elif node.mzxid > rel:
+                fire(EventType.NODE_DATA_CHANGED, path)
+            else:
+                self.watches.add("data", path, conn.id)
+        for path in req.exist_watches or ():
+            if tree.find(path) is not None:
+                fire(EventType.NODE_CREATED, path)
+            else:
+                self.watches.add("exist", path, conn.id)
+        for path in req.child_watches or ():
+            node = tree.find(path)
+            if node is None:
+                fire(EventType.NODE_DELETED, path)
+            elif node.pzxid > rel:
+                fire(EventType.NODE_CHILDREN_CHANGED, path)
+            else:
+                self.watches.add("child", path, conn.id)
+        if isinstance(req, SetWatches2):
+            for path in req.persistent_watches or ():
+                self.watches.add("persistent", path, conn.id)
+            for path in req.persistent_recursive_watches or ():
+                self.watches.add("recursive", path, conn.id)
+
+    # ------------------------------------------------------------------ status
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "connections": len(self.connections),
+            "sessions": len(self.machine.sessions),
+            "znodes": self.machine.tree.node_count,
+            "watches": self.watches.count(),
+            "ephemerals": sum(len(p) for p in self.machine.tree.ephemerals.values()),
+        }
+
+
+def _ignore(result: object, entry: Entry | None, error: Exception | None) -> None:
+    """Completion of proposals whose outcome is observed through `on_applied`."""
+
+
+def _now_ms() -> int:
+    # Wall-clock time stamped into the command by the proposing controller; every replica
+    # applies the same value.
+    return int(time.time() * 1000)
+
+
+__all__ = ["XID_NOTIFICATION", "ClientConnection", "ZkService", "ZkSettings"]

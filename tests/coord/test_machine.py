@@ -1,0 +1,243 @@
+"""The coordination state machine, driven through log entries exactly as controllers do."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controller.coord.acl import digest_id
+from controller.coord.commands import (
+    Applied,
+    Barrier,
+    CloseSession,
+    Command,
+    CreateSession,
+    Write,
+    decode_command,
+    encode_command,
+)
+from controller.coord.machine import CoordStateMachine
+from controller.raft.types import Entry, EntryKind, make_zxid
+from controller.zk.constants import CreateMode, Err, EventType, OpCode
+from controller.zk.jute import Writer
+from controller.zk.records import (
+    ACL,
+    CheckVersionRequest,
+    CreateRequest,
+    DeleteRequest,
+    Id,
+    MultiRequest,
+    MultiResponse,
+    SetACLRequest,
+    SetDataRequest,
+)
+
+OPEN = [ACL(31, Id("world", "anyone"))]
+WORLD = (("ip", "127.0.0.1"),)
+
+
+def body(record: object) -> bytes:
+    w = Writer()
+    record.write(w)  # type: ignore[attr-defined]
+    return w.getvalue()
+
+
+class Harness:
+    """Feeds commands to a machine as consecutive log entries."""
+
+    def __init__(self) -> None:
+        self.sm = CoordStateMachine()
+        self.index = itertools.count(1)
+        self.seq = itertools.count(1)
+        self.time = 1_000
+
+    def apply(self, cmd: Command) -> Applied:
+        i = next(self.index)
+        data = encode_command(cmd)
+        assert decode_command(data) == cmd
+        result = self.sm.apply(Entry(1, i, make_zxid(1, i), EntryKind.COMMAND, data))
+        assert isinstance(result, Applied)
+        return result
+
+    def session(self, timeout: int = 10_000) -> int:
+        result = self.apply(CreateSession(1, next(self.seq), timeout, b"p" * 16, self.time))
+        return result.session_id
+
+    def write(self, sid: int, op: int, record: object, ids: tuple = WORLD) -> Applied:
+        self.time += 1
+        return self.apply(Write(1, next(self.seq), sid, op, body(record), ids, self.time))
+
+    def create(self, sid: int, path: str, data: bytes = b"", mode: int = 0, acl=OPEN) -> Applied:
+        return self.write(sid, OpCode.CREATE, CreateRequest(path, data, acl, mode))
+
+
+@pytest.fixture
+def h() -> Harness:
+    return Harness()
+
+
+def test_create_get_set_delete_with_versions(h: Harness) -> None:
+    sid = h.session()
+    r = h.create(sid, "/a", b"one")
+    assert r.err == 0 and r.response.path == "/a"
+    assert (EventType.NODE_CREATED, "/a") in r.events
+    node = h.sm.tree.get("/a")
+    stat = node.stat()
+    assert stat.czxid == stat.mzxid == stat.pzxid == r.zxid and stat.version == 0
+    assert h.write(sid, OpCode.SET_DATA, SetDataRequest("/a", b"two", 5)).err == Err.BADVERSION
+    r = h.write(sid, OpCode.SET_DATA, SetDataRequest("/a", b"two", 0))
+    assert r.err == 0 and r.response.stat.version == 1 and r.response.stat.data_length == 3
+    assert h.create(sid, "/a").err == Err.NODEEXISTS
+    assert h.create(sid, "/missing/child").err == Err.NONODE
+    h.create(sid, "/a/b")
+    assert h.write(sid, OpCode.DELETE, DeleteRequest("/a", -1)).err == Err.NOTEMPTY
+    assert h.write(sid, OpCode.DELETE, DeleteRequest("/a/b", 3)).err == Err.BADVERSION
+    assert h.write(sid, OpCode.DELETE, DeleteRequest("/a/b", 0)).err == 0
+    assert h.sm.tree.get("/a").stat().num_children == 0
+
+
+@pytest.mark.parametrize("path", ["a", "/a/", "//a", "/a/./b", "/a/../b", "/a\x00b", ""])
+def test_invalid_paths_are_bad_arguments(h: Harness, path: str) -> None:
+    sid = h.session()
+    assert h.create(sid, path).err == Err.BADARGUMENTS
+
+
+def test_sequential_names_come_from_parent_cversion_and_are_not_reused(h: Harness) -> None:
+    sid = h.session()
+    h.create(sid, "/q")
+    names = [h.create(sid, "/q/n-", mode=CreateMode.PERSISTENT_SEQUENTIAL).response.path
+             for _ in range(3)]  # fmt: skip
+    assert names == ["/q/n-0000000000", "/q/n-0000000001", "/q/n-0000000002"]
+    h.write(sid, OpCode.DELETE, DeleteRequest(names[-1], -1))
+    again = h.create(sid, "/q/n-", mode=CreateMode.PERSISTENT_SEQUENTIAL).response.path
+    assert again == "/q/n-0000000003"
+
+
+def test_ephemerals_belong_to_their_session_and_go_with_it(h: Harness) -> None:
+    a, b = h.session(), h.session()
+    assert a != b
+    h.create(a, "/e", mode=CreateMode.EPHEMERAL)
+    assert h.sm.tree.get("/e").stat().ephemeral_owner == a
+    assert h.create(a, "/e/child").err == Err.NOCHILDRENFOREPHEMERALS
+    h.create(b, "/keep", mode=CreateMode.EPHEMERAL)
+    r = h.apply(CloseSession(1, 99, a, True, h.time))
+    assert r.closed_session and (EventType.NODE_DELETED, "/e") in r.events
+    assert h.sm.tree.find("/e") is None and h.sm.tree.find("/keep") is not None
+    assert a not in h.sm.sessions
+    assert h.create(a, "/x").err == Err.SESSIONEXPIRED
+
+
+def test_container_goes_with_its_last_child(h: Harness) -> None:
+    sid = h.session()
+    r = h.write(sid, OpCode.CREATE_CONTAINER, CreateRequest("/c", b"", OPEN, CreateMode.CONTAINER))
+    assert r.err == 0
+    h.create(sid, "/c/x")
+    r = h.write(sid, OpCode.DELETE, DeleteRequest("/c/x", -1))
+    assert (EventType.NODE_DELETED, "/c") in r.events
+    assert h.sm.tree.find("/c") is None
+
+
+def test_multi_is_atomic_with_zookeeper_error_reporting(h: Harness) -> None:
+    sid = h.session()
+    h.create(sid, "/m")
+    ops = [
+        (OpCode.CREATE, CreateRequest("/m/a", b"", OPEN, 0)),
+        (OpCode.CHECK, CheckVersionRequest("/m", 7)),
+        (OpCode.SET_DATA, SetDataRequest("/m", b"x", -1)),
+    ]
+    r = h.write(sid, OpCode.MULTI, MultiRequest(ops))
+    assert r.err == 0 and isinstance(r.response, MultiResponse)
+    assert [(t, e) for t, e, _ in r.response.results] == [
+        (-1, 0),
+        (-1, Err.BADVERSION),
+        (-1, Err.RUNTIMEINCONSISTENCY),
+    ]
+    assert h.sm.tree.find("/m/a") is None and r.events == ()
+    ok = h.write(
+        sid,
+        OpCode.MULTI,
+        MultiRequest([ops[0], (OpCode.CHECK, CheckVersionRequest("/m", 0)), ops[2]]),
+    )
+    assert [(t, e) for t, e, _ in ok.response.results] == [(1, 0), (13, 0), (5, 0)]
+    assert h.sm.tree.get("/m").data == b"x"
+    zxids = {h.sm.tree.get("/m/a").czxid, h.sm.tree.get("/m").mzxid}
+    assert zxids == {ok.zxid}
+
+
+def test_acls_digest_auth_and_super(h: Harness) -> None:
+    sid = h.session()
+    alice = (("digest", digest_id("alice:secret")),)
+    assert h.create(sid, "/private", b"s", acl=[ACL(31, Id("auth", ""))]).err == Err.INVALIDACL
+    r = h.write(
+        sid, OpCode.CREATE, CreateRequest("/private", b"s", [ACL(31, Id("auth", ""))], 0), alice
+    )
+    assert r.err == 0
+    assert h.sm.tree.get("/private").acl == (ACL(31, Id("digest", digest_id("alice:secret"))),)
+    assert h.write(sid, OpCode.SET_DATA, SetDataRequest("/private", b"x", -1)).err == Err.NOAUTH
+    assert h.write(sid, OpCode.SET_DATA, SetDataRequest("/private", b"x", -1), alice).err == 0
+    su = (("super", ""),)
+    r = h.write(sid, OpCode.SET_ACL, SetACLRequest("/private", OPEN, -1), su)
+    assert r.err == 0 and r.response.stat.aversion == 1
+    assert h.write(sid, OpCode.SET_ACL, SetACLRequest("/private", [], -1), su).err == Err.INVALIDACL
+
+
+def test_snapshot_restore_roundtrip(h: Harness) -> None:
+    sid = h.session()
+    h.create(sid, "/s", b"1")
+    h.create(sid, "/s/e", mode=CreateMode.EPHEMERAL)
+    copy = CoordStateMachine()
+    copy.restore(h.sm.snapshot())
+    assert copy.tree.nodes == h.sm.tree.nodes
+    assert copy.tree.ephemerals == h.sm.tree.ephemerals
+    assert set(copy.sessions) == set(h.sm.sessions)
+    assert copy.last_zxid == h.sm.last_zxid
+
+
+def test_barrier_changes_nothing(h: Harness) -> None:
+    before = h.sm.snapshot()
+    r = h.apply(Barrier(2, 5))
+    assert (r.origin, r.seq, r.err) == (2, 5, 0)
+    assert CoordStateMachine().restore(before) is None
+
+
+names = st.sampled_from(["a", "b", "c"])
+paths = st.lists(names, min_size=1, max_size=3).map(lambda p: "/" + "/".join(p))
+ops = st.one_of(
+    st.tuples(st.just("create"), paths, st.sampled_from([0, 1, 2, 3])),
+    st.tuples(st.just("delete"), paths, st.sampled_from([-1, 0, 1])),
+    st.tuples(st.just("set"), paths, st.sampled_from([-1, 0, 1])),
+    st.tuples(st.just("close"), st.just(""), st.just(0)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(ops, max_size=25))
+def test_replicas_agree_and_invariants_hold(script: list[tuple[str, str, int]]) -> None:
+    """Two machines fed the same entries stay identical; tree invariants always hold."""
+    h1, h2 = Harness(), Harness()
+    for h in (h1, h2):
+        sid = h.session()
+        for kind, path, arg in script:
+            if kind == "create":
+                h.create(sid, path, b"d", mode=arg)
+            elif kind == "delete":
+                h.write(sid, OpCode.DELETE, DeleteRequest(path, arg))
+            elif kind == "set":
+                h.write(sid, OpCode.SET_DATA, SetDataRequest(path, b"v", arg))
+            else:
+                h.apply(CloseSession(1, 0, sid, False, 0))
+                sid = h.session()
+    assert h1.sm.snapshot() == h2.sm.snapshot()
+    tree = h1.sm.tree
+    for path, node in tree.nodes.items():
+        for child in node.children:
+            assert (path.rstrip("/") + "/" + child) in tree.nodes
+        owner = node.session_owner
+        if owner:
+            assert owner in h1.sm.sessions and path in tree.ephemerals[owner]
+            assert not node.children
+    for sid, eph in tree.ephemerals.items():
+        assert sid in h1.sm.sessions and all(tree.nodes[p].session_owner == sid for p in eph)
