@@ -168,8 +168,8 @@ def encode_reply(xid: int, zxid: int, err: int, record: Any) -> bytes:
     header = _REPLY_HEADER.pack(xid, zxid, err)
     if err == 0 and record is not None:
         body = _record_bytes(record)
-        return _INT.pack(12 + len(body)) + header + body
-    return _INT.pack(12) + header
+        return _INT.pack(16 + len(body)) + header + body
+    return _INT.pack(16) + header
 
 
 def encode_notification(event_type: int, state: int, path: str, zxid: int = -1) -> bytes:
