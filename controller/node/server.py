@@ -416,6 +416,8 @@ class ControllerNode:
             log.info(
                 "node %d: %s in term %d, leader %s", self.node_id, ss.role, ss.term, ss.leader_id
             )
+            if self.service is not None:
+                self.service.on_soft_state(ss.role, ss.leader_id, ss.term)
 
     def _persist(self, rd: Ready) -> None:
         storage = self._storage

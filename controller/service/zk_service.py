@@ -798,6 +798,7 @@ class ZkService:
             "znodes": self.machine.tree.node_count,
             "watches": self.watches.count(),
             "ephemerals": sum(len(p) for p in self.machine.tree.ephemerals.values()),
+            "tracked_sessions": len(self._deadlines) if self._is_leader else 0,
         }
 
 
