@@ -413,7 +413,11 @@ class ZkService:
         handshake_done = False
         with trio.move_on_after(HANDSHAKE_TIMEOUT_S) as handshake_scope:
             while not handshake_done:
-                event = framer.next_event()
+                try:
+                    event = framer.next_event()
+                except (FrameTooLarge, JuteError) as exc:
+                    log.warning("closing client %s: bad handshake: %s", conn.address, exc)
+                    return
                 if event is None:
                     data = await stream.receive_some(65536)
                     if not data:
