@@ -400,6 +400,9 @@ class ZkService:
         while True:
             while not conn.out:
                 if conn.closing:
+                    # Everything queued is flushed: closing the stream also wakes the reader
+                    # blocked in receive_some, so the client sees the close at once.
+                    await conn.stream.aclose()
                     return
                 conn.wake = trio.Event()
                 await conn.wake.wait()
