@@ -79,14 +79,41 @@ class Ours:
         self.connect_string = quorum.connect_string
 
     def leader(self) -> int:
-        node: int = self.q.wait_for_leader()["node_id"]
-        return node
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            statuses = [self._status(i) for i in self.q.ids if self.q.alive(i)]
+            leaders = [s for s in statuses if s and s["role"] == "leader"]
+            if leaders:
+                best = max(leaders, key=lambda s: s["term"])
+                # Only a leader every live member follows (no stale one about to step down).
+                if all(s and s["leader_id"] == best["node_id"] for s in statuses):
+                    node: int = best["node_id"]
+                    return node
+            time.sleep(0.05)
+        raise RuntimeError("no stable leader")
+
+    def _status(self, node: int) -> dict[str, Any] | None:
+        from controller.node.admin_client import AdminError, _query_status
+
+        try:
+            status: dict[str, Any] = trio.run(_query_status, self.q.client_address(node), 1.0)
+        except AdminError:
+            return None
+        return status
 
     def kill(self, server: int) -> None:
         self.q.kill(server)
 
     def restart(self, server: int) -> None:
         self.q.start_node(server)
+        # The next trial needs all three members: wait until this one has caught up.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            mine = self._status(server)
+            leader = self._status(self.leader())
+            if mine and leader and mine["applied_index"] >= leader["commit_index"]:
+                return
+            time.sleep(0.1)
 
     def address(self, server: int) -> tuple[str, int]:
         a = self.q.client_address(server)
@@ -117,6 +144,10 @@ class Theirs:
 
     def restart(self, server: int) -> None:
         self.e.start_server(server)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and self.e.mode(server) not in ("follower", "leader"):
+            time.sleep(0.1)
+        time.sleep(1.0)  # let it finish syncing with the leader
 
     def address(self, server: int) -> tuple[str, int]:
         host, port = parse_servers(self.connect_string)[server - 1]
@@ -209,11 +240,20 @@ def failover_windows(system: System, trials: int) -> list[float]:
         print(f"  {system.name} trial {trial + 1}: killed server {leader}, "
               f"first write after {window * 1000:.0f} ms")  # fmt: skip
         system.restart(leader)
-        time.sleep(2.0)
     return windows
 
 
 # ---------------------------------------------------------------------- expiry
+
+
+async def _open_retrying(host: str, port: int, timeout_ms: int = 10000) -> ZkConnection:
+    for _ in range(50):
+        try:
+            with trio.fail_after(5):
+                return await ZkConnection.open(host, port, timeout_ms)
+        except (OSError, trio.BrokenResourceError, trio.TooSlowError):
+            await trio.sleep(0.1)
+    raise RuntimeError(f"cannot open a session on {host}:{port}")
 
 
 def expiry_delays(system: System, trials: int) -> list[float]:
@@ -223,14 +263,14 @@ def expiry_delays(system: System, trials: int) -> list[float]:
         async def main(trial: int) -> float:
             host, port = system.address(system.servers()[trial % 3])
             path = f"/expiry-{trial}-{time.monotonic_ns()}".encode()
-            victim = await ZkConnection.open(host, port, 4000)
+            victim = await _open_retrying(host, port, 4000)
             # An ephemeral create (flags 1), hand-encoded like the generator's requests.
             frame = bytearray(encode_request(1, OP_CREATE, path, b""))
             frame[-4:] = (1).to_bytes(4, "big")
             await victim.stream.send_all(bytes(frame))
             _, _, err = await victim.read_reply()
             assert err == 0, err
-            watcher = await ZkConnection.open(*system.address(system.servers()[(trial + 1) % 3]))
+            watcher = await _open_retrying(*system.address(system.servers()[(trial + 1) % 3]))
             died = time.monotonic()
             await victim.stream.aclose()  # no closeSession: only expiry removes the node
             xid = 1

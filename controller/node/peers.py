@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 MAX_QUEUED_BYTES = 64 << 20  # per peer; beyond this frames are dropped (Raft resends)
 RECONNECT_MIN_S = 0.02
-RECONNECT_MAX_S = 1.0
+RECONNECT_MAX_S = 0.25  # a restarted peer must be reachable again well within an election
 
 
 class PeerSender:
@@ -37,6 +37,7 @@ class PeerSender:
         self.connected = False
         self.dropped_frames = 0
         self.connects = 0
+        self._retry_now = trio.Event()
 
     def push(self, frame: bytes) -> None:
         """Queue a frame (non-blocking). Dropped when disconnected or over the byte bound."""
@@ -53,7 +54,9 @@ class PeerSender:
             try:
                 stream = await trio.open_tcp_stream(self.address.host, self.address.port)
             except OSError:
-                await trio.sleep(backoff)
+                with trio.move_on_after(backoff):
+                    await self._retry_now.wait()
+                self._retry_now = trio.Event()
                 backoff = min(backoff * 2, RECONNECT_MAX_S)
                 continue
             backoff = RECONNECT_MIN_S
@@ -69,6 +72,11 @@ class PeerSender:
                 with trio.CancelScope(shield=True):
                     await stream.aclose()
             await trio.sleep(backoff)
+
+    def peer_is_up(self) -> None:
+        """The peer just connected to us: it is back, so stop waiting out the backoff."""
+        if not self.connected:
+            self._retry_now.set()
 
     async def _pump(self, stream: trio.SocketStream) -> None:
         await stream.send_all(self._hello)

@@ -501,6 +501,9 @@ class ControllerNode:
                             raise PeerProtocolError(f"unknown node id {frame.node_id}")
                         peer = frame
                         self.peer_client_addresses[frame.node_id] = frame.client_address
+                        sender = self._peers.get(frame.node_id)
+                        if sender is not None:
+                            sender.peer_is_up()
                         continue
                     if isinstance(frame, Hello):
                         raise PeerProtocolError(f"unexpected {type(frame).__name__}")
