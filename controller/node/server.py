@@ -165,6 +165,10 @@ class ControllerNode:
         sender.push(encode_frame(frame))
         return sender.connected
 
+    def peer_connected(self, peer: NodeId) -> bool:
+        sender = self._peers.get(peer)
+        return sender is not None and sender.connected
+
     async def wait_for_room(self) -> None:
         while len(self._pending) >= MAX_PENDING_PROPOSALS:
             self._pending_room = trio.Event()

@@ -107,6 +107,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_READ = int(Perm.READ)
 TOUCH_INTERVAL_S = 0.1
 EXPIRY_CHECK_S = 0.05
 TTL_CHECK_S = 1.0
@@ -198,6 +199,8 @@ class ZkService:
         self.per_address: dict[str, int] = {}
         self._seq = itertools.count(1)
         self._pending: dict[int, Callable[[Applied], None]] = {}  # seq -> completion
+        self._forward_queue: list[bytes] = []
+        self._forward_wake = trio.Event()
         self._touched: set[int] = set()
         self._deadlines: dict[int, float] = {}  # leader only: session -> trio deadline
         self._expiring: set[int] = set()
@@ -265,6 +268,7 @@ class ZkService:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._relay_touches)
+            nursery.start_soon(self._flush_forwards)
             nursery.start_soon(self._expire_sessions)
             if self.settings.ttl_enabled:
                 nursery.start_soon(self._expire_ttl_nodes)
@@ -329,10 +333,29 @@ class ZkService:
             self.node.submit(data, self._fail_on_error(seq))
             return True
         leader = self.node.core.leader_id
-        if leader is not None and self.node.send_peer(leader, Forward((data,))):
+        if leader is not None and self.node.peer_connected(leader):
+            # Batched: everything queued before the flusher runs goes in one frame.
+            self._forward_queue.append(data)
+            self._forward_wake.set()
             return True
         self._pending.pop(seq, None)
         return False
+
+    async def _flush_forwards(self) -> None:
+        while True:
+            await self._forward_wake.wait()
+            self._forward_wake = trio.Event()
+            await trio.lowlevel.checkpoint()  # let the other readers queue theirs too
+            batch, self._forward_queue = self._forward_queue, []
+            leader = self.node.core.leader_id
+            if not batch:
+                continue
+            if leader is None or leader == self.node.node_id:
+                if self.node.core.is_leader:
+                    for data in batch:
+                        self.node.submit(data, _ignore)
+                continue  # else: on_soft_state already failed those requests
+            self.node.send_peer(leader, Forward(tuple(batch)))
 
     def _fail_on_error(self, seq: int) -> Callable[[object, Entry | None, Exception | None], None]:
         def callback(result: object, entry: Entry | None, error: Exception | None) -> None:
@@ -530,6 +553,8 @@ class ZkService:
             self._pump(conn)
             return True
         try:
+            # Writes are decoded again when applied; decoding here too keeps malformed
+            # requests out of the log (the connection is closed, as ZooKeeper does).
             record = decode_request(op, ev.body)
         except UnknownOpcode:
             slot.compute = lambda: encode_reply(xid, self.node.last_zxid, Err.UNIMPLEMENTED, None)
@@ -681,7 +706,7 @@ class ZkService:
             assert isinstance(record, GetDataRequest)
             self._check_path(record.path)
             node = tree.get(record.path)
-            acls.check(node.acl, Perm.READ, ids)
+            acls.check(node.acl, _READ, ids)
             if record.watch:
                 self._add_watch(conn, "data", record.path)
             return GetDataResponse(node.data, node.stat())
@@ -689,7 +714,7 @@ class ZkService:
             assert isinstance(record, GetChildrenRequest | GetChildren2Request)
             self._check_path(record.path)
             node = tree.get(record.path)
-            acls.check(node.acl, Perm.READ, ids)
+            acls.check(node.acl, _READ, ids)
             if record.watch:
                 self._add_watch(conn, "child", record.path)
             children = sorted(node.children)
@@ -709,7 +734,7 @@ class ZkService:
             assert isinstance(record, GetAllChildrenNumberRequest)
             self._check_path(record.path)
             node = tree.get(record.path)
-            acls.check(node.acl, Perm.READ, ids)
+            acls.check(node.acl, _READ, ids)
             return GetAllChildrenNumberResponse(tree.all_children_number(record.path))
         if op == OpCode.MULTI_READ:
             assert isinstance(record, MultiRequest)

@@ -7,6 +7,7 @@ complete length-prefixed frames.
 
 from __future__ import annotations
 
+import re
 import struct
 from typing import Any
 
@@ -314,15 +315,7 @@ class ClientFramer(_Framer):
 # ---------------------------------------------------------------------- paths
 
 
-def _bad_char(c: str) -> bool:
-    o = ord(c)
-    return (
-        o == 0
-        or 0x01 <= o <= 0x1F
-        or 0x7F <= o <= 0x9F
-        or 0xD800 <= o <= 0xF8FF
-        or 0xFFF0 <= o <= 0xFFFF
-    )
+_BAD_CHARS = re.compile("[\u0000-\u001f\u007f-\u009f\ud800-\uf8ff\ufff0-\uffff]")
 
 
 def validate_path(path: str, *, sequential: bool = False) -> str | None:
@@ -342,7 +335,7 @@ def validate_path(path: str, *, sequential: bool = False) -> str | None:
             return "empty node name"
         if segment in (".", ".."):
             return "relative paths are not allowed"
-    for c in path:
-        if _bad_char(c):
-            return f"invalid character U+{ord(c):04X}"
+    bad = _BAD_CHARS.search(path)
+    if bad is not None:
+        return f"invalid character U+{ord(bad.group()):04X}"
     return None
