@@ -159,8 +159,14 @@ class ZkClient:
             try:
                 await self._session(server)
                 failures = 0
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, _Refused) as exc:
-                log.info("zk client: %s: %s", server, exc)
+            except* (
+                OSError,
+                trio.BrokenResourceError,
+                trio.ClosedResourceError,
+                trio.TooSlowError,
+                _Refused,
+            ) as group:
+                log.info("zk client: %s: %s", server, group.exceptions[0])
                 failures += 1
             self._fail_pending(ConnectionLossError())
             if self.state == State.CONNECTED:

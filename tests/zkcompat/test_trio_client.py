@@ -92,3 +92,33 @@ def test_kraft_zk_commands(quorum: LocalQuorum) -> None:
 
 
 pytestmark = pytest.mark.timeout(120)
+
+
+def test_watches_survive_a_reconnect_through_set_watches(tmp_path: object) -> None:
+    """Kill the controller the client is connected to, change the node meanwhile: after the
+    client reconnects elsewhere, SetWatches fires the change it missed."""
+    from pathlib import Path
+
+    q = LocalQuorum(Path(str(tmp_path)) / "q")
+    with q:
+        q.wait_for_leader()
+
+        async def main() -> None:
+            async with open_client(q.connect_string, session_timeout_ms=10000) as zk:
+                await zk.create("/sw", b"0")
+                fired = trio.Event()
+                events = []
+                await zk.get("/sw", watch=lambda ev: (events.append(ev), fired.set()))
+                assert zk.server is not None
+                victim = q.client_ports.index(zk.server.port) + 1
+                session = zk.session_id
+                await trio.to_thread.run_sync(q.kill, victim)
+                others = [a for i, a in enumerate(q.addresses, 1) if i != victim]
+                async with open_client(others) as writer:
+                    await writer.set("/sw", b"1")
+                with trio.fail_after(20):
+                    await fired.wait()
+                assert zk.session_id == session
+                assert events[0].type == EventType.NODE_DATA_CHANGED
+
+        trio.run(main)
