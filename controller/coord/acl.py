@@ -12,10 +12,9 @@ import hashlib
 import ipaddress
 from collections.abc import Sequence
 
+from controller.coord.datatree import ZkError
 from controller.zk.constants import Err
 from controller.zk.records import ACL, Id
-
-from controller.coord.datatree import ZkError
 
 Identity = tuple[str, str]
 ALL_PERMS = 31
