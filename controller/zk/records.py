@@ -89,7 +89,21 @@ class Stat:
         return cls(*values)
 
     def write(self, w: Writer) -> None:
-        w.raw(_STAT.pack(*attrs.astuple(self)))
+        w.raw(
+            _STAT.pack(
+                self.czxid,
+                self.mzxid,
+                self.ctime,
+                self.mtime,
+                self.version,
+                self.cversion,
+                self.aversion,
+                self.ephemeral_owner,
+                self.data_length,
+                self.num_children,
+                self.pzxid,
+            )
+        )
 
 
 @attrs.frozen(slots=True)
