@@ -145,6 +145,23 @@ def throughput(fsync: bool, seconds: float, connections: int, window: int) -> di
         }
 
 
+def wait_caught_up(quorum: LocalQuorum, node: int, timeout: float = 60.0) -> None:
+    """The next trial needs all three members: wait until the restarted one caught up."""
+    from controller.node.admin_client import AdminError, _query_status
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            mine = trio.run(_query_status, quorum.client_address(node), 1.0)
+            leader = quorum.wait_for_leader()
+        except AdminError:
+            time.sleep(0.1)
+            continue
+        if mine["applied_index"] >= leader["commit_index"]:
+            return
+        time.sleep(0.1)
+
+
 def failover(trials: int, connections: int, window: int, keep: str | None = None) -> list[float]:
     windows: list[float] = []
     with tempfile.TemporaryDirectory(prefix="kraft-failover-") as tmp_dir:
@@ -182,7 +199,7 @@ def failover(trials: int, connections: int, window: int, keep: str | None = None
                 print(f"  trial {trial + 1}: killed node {leader_id}, next commit after "
                       f"{gap * 1e3:.0f} ms")  # fmt: skip
                 quorum.start_node(leader_id)
-                time.sleep(1.0)
+                wait_caught_up(quorum, leader_id)
     return windows
 
 

@@ -451,7 +451,7 @@ class ControllerNode:
             self.last_zxid = e.zxid
             if e.kind is EntryKind.COMMAND:
                 result = self.sm.apply(e)
-                if service is not None:
+                if service is not None and result is not None:
                     service.on_applied(e, result)
             if not waiters:
                 continue

@@ -38,6 +38,7 @@ from controller.raft.messages import (
 )
 from controller.raft.ready import Ready, SoftState
 from controller.raft.types import (
+    ZXID_COUNTER_BITS,
     ZXID_COUNTER_MAX,
     Entry,
     EntryKind,
@@ -68,6 +69,17 @@ class PeerState(enum.StrEnum):
     PROBE = "probe"  # one append at a time until we find where the logs match
     REPLICATE = "replicate"  # optimistic pipelining, bounded by max_inflight_appends
     SNAPSHOT = "snapshot"  # streaming a snapshot, one chunk in flight
+
+
+# Module-level aliases: enum member lookups through the class are slow on hot paths.
+_FOLLOWER, _PRE_CANDIDATE, _CANDIDATE, _LEADER, _OBSERVER = (
+    Role.FOLLOWER,
+    Role.PRE_CANDIDATE,
+    Role.CANDIDATE,
+    Role.LEADER,
+    Role.OBSERVER,
+)
+_PROBE, _REPLICATE, _SNAPSHOT = PeerState.PROBE, PeerState.REPLICATE, PeerState.SNAPSHOT
 
 
 @attrs.frozen
@@ -153,7 +165,7 @@ class _Progress:
     def __init__(self, next_index: LogIndex, is_voter: bool) -> None:
         self.match: LogIndex = 0
         self.next: LogIndex = next_index
-        self.state = PeerState.PROBE
+        self.state = _PROBE
         # Last index carried by each unacknowledged pipelined append, oldest first.
         self.inflight: deque[LogIndex] = deque()
         self.paused = False  # probe/snapshot: a message is out, wait for an answer
@@ -193,7 +205,7 @@ class RaftCore:
         self.commit_index: LogIndex = self._log.snap_index
         self.applied_index: LogIndex = self._log.snap_index
 
-        self._role = Role.FOLLOWER if self._is_voter else Role.OBSERVER
+        self._role = _FOLLOWER if self._is_voter else _OBSERVER
         self._leader_id: NodeId | None = None
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
@@ -264,7 +276,7 @@ class RaftCore:
 
     @property
     def is_leader(self) -> bool:
-        return self._role is Role.LEADER
+        return self._role is _LEADER
 
     @property
     def transferring(self) -> bool:
@@ -291,7 +303,7 @@ class RaftCore:
         return SnapshotMeta(index, term, zxid, self._voters, self._observers)
 
     def progress(self) -> dict[NodeId, PeerStatus]:
-        if self._role is not Role.LEADER:
+        if self._role is not _LEADER:
             return {}
         return {
             peer: PeerStatus(
@@ -301,7 +313,7 @@ class RaftCore:
         }
 
     def proposal_room(self) -> int:
-        if self._role is not Role.LEADER or self._transfer_target is not None:
+        if self._role is not _LEADER or self._transfer_target is not None:
             return 0
         uncommitted = self._log.last_index - self.commit_index
         return max(0, self.config.max_uncommitted_entries - uncommitted)
@@ -310,20 +322,20 @@ class RaftCore:
 
     def tick(self) -> None:
         """Advance logical time by one tick."""
-        if self._role is Role.LEADER:
+        if self._role is _LEADER:
             self._tick_leader()
         else:
             self._tick_election()
 
     def campaign(self) -> None:
         """Start an election now (skipping pre-vote), if this node may vote."""
-        if self._is_voter and self._role is not Role.LEADER:
+        if self._is_voter and self._role is not _LEADER:
             self._become_candidate(transfer=False)
 
     def propose(self, commands: Sequence[bytes]) -> tuple[LogIndex, Zxid]:
         """Append one COMMAND entry per item; returns (index, zxid) of the last one."""
         assert commands, "empty proposal"
-        if self._role is not Role.LEADER:
+        if self._role is not _LEADER:
             raise NotLeader(self._leader_id)
         if self._transfer_target is not None:
             raise ProposalsBlocked("leadership transfer in progress")
@@ -339,8 +351,11 @@ class RaftCore:
             raise NotLeader(None)
         term = self._term
         start = self._term_start_index
+        assert index + 1 - start > 0 and counter <= ZXID_COUNTER_MAX
+        base = (term << ZXID_COUNTER_BITS) - start  # zxid = base + index (make_zxid inlined)
+        kind = EntryKind.COMMAND
         new = [
-            Entry(term, index + i, make_zxid(term, index + i - start), EntryKind.COMMAND, data)
+            Entry(term, index + i, base + index + i, kind, data)
             for i, data in enumerate(commands, 1)
         ]
         self._log.append(new)
@@ -350,7 +365,7 @@ class RaftCore:
 
     def transfer_leadership(self, target: NodeId | None = None) -> None:
         """Hand leadership to `target` (or the most caught-up voter) and stop proposals."""
-        if self._role is not Role.LEADER:
+        if self._role is not _LEADER:
             raise NotLeader(self._leader_id)
         candidates = [v for v in self._voters if v != self._id]
         if not candidates:
@@ -438,7 +453,7 @@ class RaftCore:
 
     def ready(self) -> Ready:
         assert not self._ready_out, "ready() twice without advance()"
-        if self._role is Role.LEADER:
+        if self._role is _LEADER:
             if self._need_broadcast:
                 self._broadcast_append()
             if self._commit_dirty:
@@ -503,7 +518,7 @@ class RaftCore:
             self.applied_index = rd.committed[-1].index
         if rd.soft_state is not None:
             self._last_soft = rd.soft_state
-        if self._role is Role.LEADER and rd.entries:
+        if self._role is _LEADER and rd.entries:
             self._maybe_commit()
 
     # ------------------------------------------------------------------ helpers
@@ -527,12 +542,12 @@ class RaftCore:
     def _in_lease(self) -> bool:
         if not self.config.check_quorum:
             return False
-        if self._role is Role.LEADER:
+        if self._role is _LEADER:
             return True
         return self._leader_id is not None and self._election_elapsed < self.config.election_ticks
 
     def _touch(self, src: NodeId) -> None:
-        pr = self._progress.get(src) if self._role is Role.LEADER else None
+        pr = self._progress.get(src) if self._role is _LEADER else None
         if pr is not None:
             pr.recent_active = True
             pr.last_contact = 0
@@ -559,16 +574,16 @@ class RaftCore:
     def _become_follower(self, term: Term, leader: NodeId | None) -> None:
         assert term >= self._term, (term, self._term)
         self._reset(term)
-        self._role = Role.FOLLOWER if self._is_voter else Role.OBSERVER
+        self._role = _FOLLOWER if self._is_voter else _OBSERVER
         self._leader_id = leader
         if leader is not None:
             self._failed_elections = 0
             self._reset_randomized_timeout()
 
     def _become_pre_candidate(self) -> None:
-        assert self._is_voter and self._role is not Role.LEADER
+        assert self._is_voter and self._role is not _LEADER
         # Pre-vote does not touch term or vote: a partitioned node cannot inflate terms.
-        self._role = Role.PRE_CANDIDATE
+        self._role = _PRE_CANDIDATE
         self._leader_id = None
         self._votes = {self._id: True}
         self._election_elapsed = 0
@@ -590,10 +605,10 @@ class RaftCore:
                 )
 
     def _become_candidate(self, *, transfer: bool) -> None:
-        assert self._is_voter and self._role is not Role.LEADER
+        assert self._is_voter and self._role is not _LEADER
         self._elections_started += 1
         self._reset(self._term + 1)
-        self._role = Role.CANDIDATE
+        self._role = _CANDIDATE
         self._voted_for = self._id
         self._votes = {self._id: True}
         if self._won(self._votes):
@@ -613,8 +628,8 @@ class RaftCore:
                 )
 
     def _become_leader(self) -> None:
-        assert self._role is Role.CANDIDATE, self._role
-        self._role = Role.LEADER
+        assert self._role is _CANDIDATE, self._role
+        self._role = _LEADER
         self._leader_id = self._id
         self._failed_elections = 0
         self._heartbeat_elapsed = 0
@@ -643,7 +658,7 @@ class RaftCore:
         if not self._is_voter:
             return
         if self._election_elapsed >= self._randomized_timeout:
-            if self._role in (Role.PRE_CANDIDATE, Role.CANDIDATE):
+            if self._role in (_PRE_CANDIDATE, _CANDIDATE):
                 self._failed_elections += 1
             self._election_elapsed = 0
             if self.config.pre_vote:
@@ -686,7 +701,7 @@ class RaftCore:
         # make them wait for the next heartbeat when no append is on its way.
         for p in self._peers():
             pr = self._progress[p]
-            if pr.state is PeerState.REPLICATE and pr.next <= self._log.last_index:
+            if pr.state is _REPLICATE and pr.next <= self._log.last_index:
                 continue  # the next append will carry it
             self._send_heartbeat(p)
 
@@ -701,9 +716,9 @@ class RaftCore:
         log = self._log
         cfg = self.config
         while True:
-            if pr.state is PeerState.SNAPSHOT or pr.paused:
+            if pr.state is _SNAPSHOT or pr.paused:
                 return
-            if pr.state is PeerState.REPLICATE and (
+            if pr.state is _REPLICATE and (
                 len(pr.inflight) >= cfg.max_inflight_appends or pr.next > log.last_index
             ):
                 return
@@ -720,7 +735,7 @@ class RaftCore:
                 ),
                 early=True,
             )
-            if pr.state is PeerState.PROBE:
+            if pr.state is _PROBE:
                 pr.paused = True
                 return
             last = batch[-1].index
@@ -730,7 +745,7 @@ class RaftCore:
     def _start_snapshot(self, p: NodeId, pr: _Progress) -> None:
         snap = self._snapshot
         assert snap is not None and snap.meta.index == self._log.snap_index, "no snapshot to send"
-        pr.state = PeerState.SNAPSHOT
+        pr.state = _SNAPSHOT
         pr.inflight.clear()
         pr.snap_meta = snap.meta
         pr.snap_offset = 0
@@ -751,7 +766,7 @@ class RaftCore:
         pr.paused = True
 
     def _maybe_commit(self) -> None:
-        assert self._role is Role.LEADER
+        assert self._role is _LEADER
         me = self._progress[self._id]
         me.match = self._log.persisted_index
         matches = sorted((self._progress[v].match for v in self._voters), reverse=True)
@@ -786,7 +801,7 @@ class RaftCore:
         assert msg.term == self._term
         grant = (
             self._is_voter
-            and self._role is not Role.LEADER
+            and self._role is not _LEADER
             and self._voted_for in (None, msg.src)
             and up_to_date
         )
@@ -797,7 +812,7 @@ class RaftCore:
 
     def _handle_vote_response(self, msg: VoteResponse) -> None:
         if msg.pre_vote:
-            if self._role is not Role.PRE_CANDIDATE:
+            if self._role is not _PRE_CANDIDATE:
                 return
             self._votes[msg.src] = msg.granted
             if self._won(self._votes):
@@ -805,7 +820,7 @@ class RaftCore:
             elif self._lost(self._votes):
                 self._become_follower(self._term, None)
             return
-        if self._role is not Role.CANDIDATE:
+        if self._role is not _CANDIDATE:
             return
         self._votes[msg.src] = msg.granted
         if self._won(self._votes):
@@ -815,8 +830,8 @@ class RaftCore:
 
     def _follow(self, src: NodeId) -> None:
         """A message from this term's leader: adopt it and reset the election timer."""
-        assert self._role is not Role.LEADER, f"two leaders in term {self._term}"
-        if self._role in (Role.CANDIDATE, Role.PRE_CANDIDATE):
+        assert self._role is not _LEADER, f"two leaders in term {self._term}"
+        if self._role in (_CANDIDATE, _PRE_CANDIDATE):
             self._become_follower(self._term, src)
         if self._leader_id != src:
             self._leader_id = src
@@ -874,7 +889,7 @@ class RaftCore:
         self._send(HeartbeatResponse(self._term, self._id, msg.src, self._log.last_index))
 
     def _handle_append_response(self, msg: AppendResponse) -> None:
-        if self._role is not Role.LEADER:
+        if self._role is not _LEADER:
             return
         pr = self._progress.get(msg.src)
         if pr is None:
@@ -885,12 +900,12 @@ class RaftCore:
                 pr.stale_heartbeats = 0
                 while pr.inflight and pr.inflight[0] <= pr.match:
                     pr.inflight.popleft()
-                if pr.state is PeerState.PROBE:
-                    pr.state = PeerState.REPLICATE
+                if pr.state is _PROBE:
+                    pr.state = _REPLICATE
                     pr.paused = False
                     pr.next = pr.match + 1
                     pr.inflight.clear()
-                elif pr.state is PeerState.SNAPSHOT:
+                elif pr.state is _SNAPSHOT:
                     return
                 pr.next = max(pr.next, pr.match + 1)
                 if pr.is_voter:
@@ -898,19 +913,19 @@ class RaftCore:
                 if (
                     msg.src == self._transfer_target
                     and pr.match == self._log.last_index
-                    and self._role is Role.LEADER
+                    and self._role is _LEADER
                 ):
                     self._send(TimeoutNow(self._term, self._id, msg.src))
-            elif pr.state is PeerState.PROBE:
+            elif pr.state is _PROBE:
                 pr.paused = False
             self._send_append(msg.src)
             return
         rejected = msg.match_index
-        if pr.state is PeerState.SNAPSHOT:
+        if pr.state is _SNAPSHOT:
             return
-        if pr.state is PeerState.REPLICATE and rejected <= pr.match:
+        if pr.state is _REPLICATE and rejected <= pr.match:
             return  # stale: refers to something already acknowledged
-        if pr.state is PeerState.PROBE and rejected != pr.next - 1:
+        if pr.state is _PROBE and rejected != pr.next - 1:
             return  # stale probe answer
         j = min(msg.hint_index, self._log.last_index)
         while j > self._log.snap_index:
@@ -919,29 +934,29 @@ class RaftCore:
             if t <= msg.hint_term:
                 break
             j -= 1
-        pr.state = PeerState.PROBE
+        pr.state = _PROBE
         pr.inflight.clear()
         pr.paused = False
         pr.next = max(pr.match + 1, min(j + 1, rejected))
         self._send_append(msg.src)
 
     def _handle_heartbeat_response(self, msg: HeartbeatResponse) -> None:
-        if self._role is not Role.LEADER:
+        if self._role is not _LEADER:
             return
         pr = self._progress.get(msg.src)
         if pr is None:
             return
-        if pr.state is PeerState.SNAPSHOT:
+        if pr.state is _SNAPSHOT:
             self._send_snapshot_chunk(msg.src, pr)  # a chunk or its answer may be lost
             return
-        if pr.state is PeerState.PROBE:
+        if pr.state is _PROBE:
             pr.paused = False
         elif pr.inflight and pr.match == pr.match_at_heartbeat:
             # In-flight appends made no progress for two heartbeats: they were probably
             # lost (the connection broke); fall back to probing from the match point.
             pr.stale_heartbeats += 1
             if pr.stale_heartbeats >= 2:
-                pr.state = PeerState.PROBE
+                pr.state = _PROBE
                 pr.inflight.clear()
                 pr.paused = False
                 pr.stale_heartbeats = 0
@@ -949,7 +964,7 @@ class RaftCore:
         else:
             pr.stale_heartbeats = 0
         pr.match_at_heartbeat = pr.match
-        if pr.match < self._log.last_index or pr.state is PeerState.PROBE:
+        if pr.match < self._log.last_index or pr.state is _PROBE:
             self._send_append(msg.src)
 
     def _handle_snapshot(self, msg: SnapshotRequest) -> None:
@@ -990,15 +1005,15 @@ class RaftCore:
         self._send(SnapshotResponse(self._term, self._id, msg.src, index, len(data), True))
 
     def _handle_snapshot_response(self, msg: SnapshotResponse) -> None:
-        if self._role is not Role.LEADER:
+        if self._role is not _LEADER:
             return
         pr = self._progress.get(msg.src)
-        if pr is None or pr.state is not PeerState.SNAPSHOT:
+        if pr is None or pr.state is not _SNAPSHOT:
             return
         if msg.done and msg.success:
             pr.match = max(pr.match, msg.index)
             pr.next = pr.match + 1
-            pr.state = PeerState.PROBE
+            pr.state = _PROBE
             pr.paused = False
             pr.snap_meta = None
             pr.inflight.clear()
@@ -1014,5 +1029,5 @@ class RaftCore:
             self._send_snapshot_chunk(msg.src, pr)
 
     def _handle_timeout_now(self, msg: TimeoutNow) -> None:
-        if self._is_voter and self._role is not Role.LEADER:
+        if self._is_voter and self._role is not _LEADER:
             self._become_candidate(transfer=True)
