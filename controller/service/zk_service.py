@@ -534,9 +534,11 @@ class ZkService:
             box.append(result)
             done.set()
 
-        if not self._propose(build, complete):
-            return None
         with trio.move_on_after(HANDSHAKE_TIMEOUT_S):
+            # Right after an election a follower may not know the leader yet: wait for it
+            # rather than turning the client away.
+            while not self._propose(build, complete):
+                await trio.sleep(0.02)
             await done.wait()
         return box[0] if box else None
 

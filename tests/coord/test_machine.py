@@ -241,3 +241,36 @@ def test_replicas_agree_and_invariants_hold(script: list[tuple[str, str, int]]) 
             assert not node.children
     for sid, eph in tree.ephemerals.items():
         assert sid in h1.sm.sessions and all(tree.nodes[p].session_owner == sid for p in eph)
+
+
+def test_ttl_nodes_expire_only_when_idle_and_childless(h: Harness) -> None:
+    from controller.coord.commands import ExpireTTL
+    from controller.zk.records import CreateTTLRequest
+
+    sid = h.session()
+    req = CreateTTLRequest("/ttl", b"", OPEN, CreateMode.PERSISTENT_WITH_TTL, 500)
+    r = h.write(sid, OpCode.CREATE_TTL, req)
+    assert r.err == 0 and r.response.stat.ephemeral_owner < 0  # 0xFF.. | ttl as signed long
+    created = h.time
+    assert h.sm.tree.expired_ttl_nodes(created + 100) == []
+    assert h.sm.tree.expired_ttl_nodes(created + 600) == ["/ttl"]
+    h.create(sid, "/ttl/child")
+    assert h.sm.tree.expired_ttl_nodes(created + 600) == []  # has a child
+    h.write(sid, OpCode.DELETE, DeleteRequest("/ttl/child", -1))
+    r = h.apply(ExpireTTL(("/ttl",), created + 600))
+    assert (EventType.NODE_DELETED, "/ttl") in r.events and h.sm.tree.find("/ttl") is None
+    bad = CreateTTLRequest("/ttl2", b"", OPEN, CreateMode.PERSISTENT_WITH_TTL, 0)
+    assert h.write(sid, OpCode.CREATE_TTL, bad).err == Err.BADARGUMENTS
+    plain = CreateRequest("/ttl3", b"", OPEN, CreateMode.PERSISTENT_WITH_TTL)
+    assert h.write(sid, OpCode.CREATE, plain).err == Err.BADARGUMENTS
+
+
+def test_ip_acls(h: Harness) -> None:
+    sid = h.session()
+    local_only = [ACL(31, Id("ip", "127.0.0.0/8"))]
+    assert h.create(sid, "/ip", b"", acl=local_only).err == 0
+    other = (("ip", "10.1.2.3"),)
+    assert h.write(sid, OpCode.SET_DATA, SetDataRequest("/ip", b"x", -1), other).err == Err.NOAUTH
+    assert h.write(sid, OpCode.SET_DATA, SetDataRequest("/ip", b"x", -1)).err == 0
+    bad = [ACL(31, Id("ip", "not-an-ip"))]
+    assert h.create(sid, "/ip2", b"", acl=bad).err == Err.INVALIDACL
