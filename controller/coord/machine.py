@@ -66,6 +66,19 @@ WRITE_OPS = {
 }
 
 
+# Opcodes as plain ints: enum member lookups are slow on the per-request path.
+_OP_CHECK = int(OpCode.CHECK)
+_OP_CREATE = int(OpCode.CREATE)
+_OP_CREATE2 = int(OpCode.CREATE2)
+_OP_CREATE_CONTAINER = int(OpCode.CREATE_CONTAINER)
+_OP_CREATE_TTL = int(OpCode.CREATE_TTL)
+_OP_DELETE = int(OpCode.DELETE)
+_OP_DELETE_CONTAINER = int(OpCode.DELETE_CONTAINER)
+_OP_MULTI = int(OpCode.MULTI)
+_OP_SET_ACL = int(OpCode.SET_ACL)
+_OP_SET_DATA = int(OpCode.SET_DATA)
+
+
 @attrs.define
 class Session:
     """A replicated session: its negotiated timeout and password."""
@@ -226,7 +239,7 @@ class CoordStateMachine:
             return fail(Err.MARSHALLINGERROR)
         events: list[WatchEvent] = []
         try:
-            if cmd.op == OpCode.MULTI:
+            if cmd.op == _OP_MULTI:
                 assert isinstance(record, MultiRequest)
                 response: Any = self._multi(cmd, record, zxid, events)
             else:
@@ -288,18 +301,18 @@ class CoordStateMachine:
     ) -> Any:
         tree = self.tree
         ids = cmd.identities
-        if op in (OpCode.CREATE, OpCode.CREATE2, OpCode.CREATE_CONTAINER, OpCode.CREATE_TTL):
+        if op in (_OP_CREATE, _OP_CREATE2, _OP_CREATE_CONTAINER, _OP_CREATE_TTL):
             assert isinstance(record, CreateRequest | CreateTTLRequest)
             try:
                 mode = CreateMode(record.flags)
             except ValueError:
                 raise ZkError(Err.BADARGUMENTS, f"bad create flags {record.flags}") from None
             ttl = record.ttl if isinstance(record, CreateTTLRequest) else 0
-            if mode.is_ttl and (op != OpCode.CREATE_TTL or not self.ttl_enabled):
+            if mode.is_ttl and (op != _OP_CREATE_TTL or not self.ttl_enabled):
                 raise ZkError(Err.UNIMPLEMENTED if not self.ttl_enabled else Err.BADARGUMENTS)
-            if op == OpCode.CREATE_TTL and not mode.is_ttl:
+            if op == _OP_CREATE_TTL and not mode.is_ttl:
                 raise ZkError(Err.BADARGUMENTS, "createTTL needs a TTL mode")
-            if op == OpCode.CREATE_CONTAINER and not mode.is_container:
+            if op == _OP_CREATE_CONTAINER and not mode.is_container:
                 raise ZkError(Err.BADARGUMENTS, "createContainer needs the container mode")
             error = validate_path(record.path, sequential=mode.is_sequential)
             if error is not None:
@@ -322,12 +335,12 @@ class CoordStateMachine:
                 ttl_ms=ttl,
             )
             events += evs
-            if op == OpCode.CREATE and not in_multi:
+            if op == _OP_CREATE and not in_multi:
                 return CreateResponse(path)
-            if op == OpCode.CREATE and in_multi:
+            if op == _OP_CREATE and in_multi:
                 return CreateResponse(path)
             return Create2Response(path, node.stat())
-        if op in (OpCode.DELETE, OpCode.DELETE_CONTAINER):
+        if op in (_OP_DELETE, _OP_DELETE_CONTAINER):
             assert isinstance(record, DeleteRequest)
             _check_path(record.path)
             if record.path == "/":
@@ -336,7 +349,7 @@ class CoordStateMachine:
             acls.check(tree.get(parent_of(record.path)).acl, _DELETE, ids)
             events += tree.delete(record.path, record.version, zxid=zxid)
             return None
-        if op == OpCode.SET_DATA:
+        if op == _OP_SET_DATA:
             assert isinstance(record, SetDataRequest)
             _check_path(record.path)
             acls.check(tree.get(record.path).acl, _WRITE, ids)
@@ -345,13 +358,13 @@ class CoordStateMachine:
             )
             events += evs
             return StatResponse(node.stat())
-        if op == OpCode.SET_ACL:
+        if op == _OP_SET_ACL:
             assert isinstance(record, SetACLRequest)
             _check_path(record.path)
             acls.check(tree.get(record.path).acl, _ADMIN, ids)
             node = tree.set_acl(record.path, acls.normalize(record.acl, ids), record.version)
             return StatResponse(node.stat())
-        if op == OpCode.CHECK:
+        if op == _OP_CHECK:
             assert isinstance(record, CheckVersionRequest)
             _check_path(record.path)
             node = tree.check(record.path, record.version)
@@ -369,6 +382,6 @@ def _check_path(path: str) -> None:
 def _multi_result_type(op: int) -> int:
     # kazoo only understands 1, 2, 5, 13 and -1 in multi results; createTTL and
     # createContainer report as create2 (15), like ZooKeeper.
-    if op in (OpCode.CREATE2, OpCode.CREATE_CONTAINER, OpCode.CREATE_TTL):
-        return int(OpCode.CREATE2)
+    if op in (_OP_CREATE2, _OP_CREATE_CONTAINER, _OP_CREATE_TTL):
+        return int(_OP_CREATE2)
     return int(op)

@@ -114,6 +114,27 @@ TTL_CHECK_S = 1.0
 HANDSHAKE_TIMEOUT_S = 10.0
 
 
+# Opcodes as plain ints: enum member lookups are slow on the per-request path.
+_OP_ADD_WATCH = int(OpCode.ADD_WATCH)
+_OP_AUTH = int(OpCode.AUTH)
+_OP_CHECK_WATCHES = int(OpCode.CHECK_WATCHES)
+_OP_CLOSE_SESSION = int(OpCode.CLOSE_SESSION)
+_OP_EXISTS = int(OpCode.EXISTS)
+_OP_GET_ACL = int(OpCode.GET_ACL)
+_OP_GET_ALL_CHILDREN_NUMBER = int(OpCode.GET_ALL_CHILDREN_NUMBER)
+_OP_GET_CHILDREN = int(OpCode.GET_CHILDREN)
+_OP_GET_CHILDREN2 = int(OpCode.GET_CHILDREN2)
+_OP_GET_DATA = int(OpCode.GET_DATA)
+_OP_GET_EPHEMERALS = int(OpCode.GET_EPHEMERALS)
+_OP_MULTI_READ = int(OpCode.MULTI_READ)
+_OP_PING = int(OpCode.PING)
+_OP_REMOVE_WATCHES = int(OpCode.REMOVE_WATCHES)
+_OP_SET_WATCHES = int(OpCode.SET_WATCHES)
+_OP_SET_WATCHES2 = int(OpCode.SET_WATCHES2)
+_OP_SYNC = int(OpCode.SYNC)
+_OP_WHO_AM_I = int(OpCode.WHO_AM_I)
+
+
 @attrs.frozen
 class ZkSettings:
     """ZooKeeper-compatible limits and options (see docs/coordination.md)."""
@@ -550,7 +571,7 @@ class ZkService:
         slot = _Slot(xid, op)
         conn.queue.append(slot)
         started = time.monotonic()
-        if op == OpCode.PING:
+        if op == _OP_PING:
             slot.compute = lambda: encode_reply(XID_PING, self.node.last_zxid, 0, None)
             self._pump(conn)
             return True
@@ -565,16 +586,16 @@ class ZkService:
         except JuteError as exc:
             log.warning("closing client %s: malformed request (op %d): %s", conn.address, op, exc)
             return False
-        if op == OpCode.AUTH:
+        if op == _OP_AUTH:
             assert isinstance(record, AuthPacket)
             return self._auth(conn, slot, record)
-        if op == OpCode.CLOSE_SESSION:
+        if op == _OP_CLOSE_SESSION:
             self._write(conn, slot, started, close=True)
             return True
         if op in WRITE_OPS:
             self._write(conn, slot, started, body=ev.body)
             return True
-        if op == OpCode.SYNC:
+        if op == _OP_SYNC:
             assert isinstance(record, SyncRequest)
             path = record.path
             self._write(conn, slot, started, sync_path=path)
@@ -695,7 +716,7 @@ class ZkService:
     def _read_op(self, conn: ClientConnection, op: int, record: Any) -> Any:
         tree = self.machine.tree
         ids = conn.identities
-        if op == OpCode.EXISTS:
+        if op == _OP_EXISTS:
             assert isinstance(record, ExistsRequest)
             self._check_path(record.path)
             node = tree.find(record.path)
@@ -704,7 +725,7 @@ class ZkService:
             if node is None:
                 raise ZkError(Err.NONODE)
             return StatResponse(node.stat())
-        if op == OpCode.GET_DATA:
+        if op == _OP_GET_DATA:
             assert isinstance(record, GetDataRequest)
             self._check_path(record.path)
             node = tree.get(record.path)
@@ -712,7 +733,7 @@ class ZkService:
             if record.watch:
                 self._add_watch(conn, "data", record.path)
             return GetDataResponse(node.data, node.stat())
-        if op in (OpCode.GET_CHILDREN, OpCode.GET_CHILDREN2):
+        if op in (_OP_GET_CHILDREN, _OP_GET_CHILDREN2):
             assert isinstance(record, GetChildrenRequest | GetChildren2Request)
             self._check_path(record.path)
             node = tree.get(record.path)
@@ -720,25 +741,25 @@ class ZkService:
             if record.watch:
                 self._add_watch(conn, "child", record.path)
             children = sorted(node.children)
-            if op == OpCode.GET_CHILDREN:
+            if op == _OP_GET_CHILDREN:
                 return GetChildrenResponse(children)
             return GetChildren2Response(children, node.stat())
-        if op == OpCode.GET_ACL:
+        if op == _OP_GET_ACL:
             assert isinstance(record, GetACLRequest)
             self._check_path(record.path)
             node = tree.get(record.path)
             return GetACLResponse(list(node.acl), node.stat())
-        if op == OpCode.GET_EPHEMERALS:
+        if op == _OP_GET_EPHEMERALS:
             assert isinstance(record, GetEphemeralsRequest)
             self._check_path(record.prefix_path)
             return GetEphemeralsResponse(tree.ephemerals_of(conn.session_id, record.prefix_path))
-        if op == OpCode.GET_ALL_CHILDREN_NUMBER:
+        if op == _OP_GET_ALL_CHILDREN_NUMBER:
             assert isinstance(record, GetAllChildrenNumberRequest)
             self._check_path(record.path)
             node = tree.get(record.path)
             acls.check(node.acl, _READ, ids)
             return GetAllChildrenNumberResponse(tree.all_children_number(record.path))
-        if op == OpCode.MULTI_READ:
+        if op == _OP_MULTI_READ:
             assert isinstance(record, MultiRequest)
             results: list[tuple[int, int, Any]] = []
             for sub_op, sub in record.ops:
@@ -747,20 +768,20 @@ class ZkService:
                 except ZkError as exc:
                     results.append((-1, exc.code, ErrorResponse(exc.code)))
             return MultiResponse(results)
-        if op == OpCode.ADD_WATCH:
+        if op == _OP_ADD_WATCH:
             assert isinstance(record, AddWatchRequest)
             self._check_path(record.path)
             kind = "recursive" if record.mode == AddWatchMode.PERSISTENT_RECURSIVE else "persistent"
             self._add_watch(conn, kind, record.path)
             return ErrorResponse(0)
-        if op in (OpCode.CHECK_WATCHES, OpCode.REMOVE_WATCHES):
+        if op in (_OP_CHECK_WATCHES, _OP_REMOVE_WATCHES):
             assert isinstance(record, RemoveWatchesRequest)
             return self._remove_watches(conn, op, record)
-        if op in (OpCode.SET_WATCHES, OpCode.SET_WATCHES2):
+        if op in (_OP_SET_WATCHES, _OP_SET_WATCHES2):
             assert isinstance(record, SetWatches | SetWatches2)
             self._set_watches(conn, record)
             return None
-        if op == OpCode.WHO_AM_I:
+        if op == _OP_WHO_AM_I:
             return WhoAmIResponse([ClientInfo(s, i) for s, i in conn.identities])
         raise ZkError(Err.UNIMPLEMENTED)
 
@@ -776,7 +797,7 @@ class ZkService:
         present = [k for k in kinds if self.watches.has(k, req.path, conn.id)]
         if not present:
             raise ZkError(Err.NOWATCHER)
-        if op == OpCode.REMOVE_WATCHES:
+        if op == _OP_REMOVE_WATCHES:
             for kind in present:
                 self.watches.remove(kind, req.path, conn.id)
                 event = {
