@@ -109,6 +109,7 @@ log = logging.getLogger(__name__)
 
 _READ = int(Perm.READ)
 TOUCH_INTERVAL_S = 0.1
+STUCK_WRITE_S = 5.0
 EXPIRY_CHECK_S = 0.05
 TTL_CHECK_S = 1.0
 HANDSHAKE_TIMEOUT_S = 10.0
@@ -221,6 +222,7 @@ class ZkService:
         self._seq = itertools.count(1)
         self._pending: dict[int, Callable[[Applied], None]] = {}  # seq -> completion
         self._forward_queue: list[bytes] = []
+        self._pending_since: deque[tuple[float, int]] = deque()  # (proposed at, seq), in order
         self._forward_wake = trio.Event()
         self._touched: set[int] = set()
         self._deadlines: dict[int, float] = {}  # leader only: session -> trio deadline
@@ -290,6 +292,7 @@ class ZkService:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._relay_touches)
             nursery.start_soon(self._flush_forwards)
+            nursery.start_soon(self._sweep_stuck_writes)
             nursery.start_soon(self._expire_sessions)
             if self.settings.ttl_enabled:
                 nursery.start_soon(self._expire_ttl_nodes)
@@ -350,6 +353,7 @@ class ZkService:
         seq = next(self._seq)
         data = encode_command(build(seq))
         self._pending[seq] = done
+        self._pending_since.append((trio.current_time(), seq))
         if self.node.core.is_leader:
             self.node.submit(data, self._fail_on_error(seq))
             return True
@@ -361,6 +365,21 @@ class ZkService:
             return True
         self._pending.pop(seq, None)
         return False
+
+    async def _sweep_stuck_writes(self) -> None:
+        """Fail requests whose entry never came back (e.g. a Forward frame lost with a
+        broken peer connection): their clients see connection loss and retry, instead of
+        waiting forever."""
+        while True:
+            await trio.sleep(1.0)
+            limit = trio.current_time() - STUCK_WRITE_S
+            since = self._pending_since
+            while since and (since[0][0] <= limit or since[0][1] not in self._pending):
+                _, seq = since.popleft()
+                done = self._pending.pop(seq, None)
+                if done is not None:
+                    log.warning("request %d got no answer from the log in %ss", seq, STUCK_WRITE_S)
+                    done(Applied(self.node.node_id, seq, 0, Err.CONNECTIONLOSS))
 
     async def _flush_forwards(self) -> None:
         while True:
