@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -42,6 +43,11 @@ BootstrapOpt = Annotated[
     typer.Option("--bootstrap-server", "-b", help="Controllers' client addresses, host:port,..."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def make_console() -> Console:
+    # Tables stay readable when piped (rich assumes 80 columns without a terminal).
+    return Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -191,7 +197,7 @@ def quorum_status(
     if json_:
         print(json.dumps(status_json(status)))
     else:
-        print_status(status, Console())
+        print_status(status, make_console())
 
 
 # ---------------------------------------------------------------------- quorum start
@@ -233,7 +239,7 @@ def quorum_start(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    console = Console()
+    console = make_console()
     try:
         quorum.start()
         console.print(f"connect string: [bold]{quorum.connect_string}[/bold]", highlight=False)
@@ -241,6 +247,7 @@ def quorum_start(
             status = quorum.wait_for_leader(15.0)
         except QuorumError as exc:
             raise fail(str(exc)) from None
+        status["controllers"] = trio.run(fetch_all_statuses, status)
         print_status(status, console)
         console.print("quorum running; Ctrl-C to stop", highlight=False)
         while not stop:
