@@ -66,7 +66,9 @@ class RealTarget(Target):
         raise TimeoutError("no ZooKeeper leader to kill")
 
     def restart_all_dead(self) -> None:
-        dead = [sid for sid in range(1, self.ensemble.size + 1) if sid not in self.ensemble.processes]
+        dead = [
+            sid for sid in range(1, self.ensemble.size + 1) if sid not in self.ensemble.processes
+        ]
         for sid in dead:
             self.ensemble.start_server(sid)
         if dead:
