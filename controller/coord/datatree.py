@@ -51,6 +51,9 @@ class Znode:
     ephemeral_owner: int = 0
     pzxid: int = 0
     children: set[str] = attrs.field(factory=set)
+    # Children ever created: the sequential suffix. ZooKeeper 3.8 bumps cversion on child
+    # deletes too but numbers sequential children by creations only (checked against it).
+    child_creates: int = 0
 
     def stat(self) -> Stat:
         return Stat(
@@ -217,7 +220,7 @@ class DataTree:
         if parent.session_owner:
             raise ZkError(Err.NOCHILDRENFOREPHEMERALS, parent_path)
         if mode.is_sequential:
-            path = f"{path}{parent.cversion:010d}"
+            path = f"{path}{parent.child_creates:010d}"
         if path in self.nodes:
             raise ZkError(Err.NODEEXISTS, path)
         if mode.is_ttl:
@@ -237,6 +240,7 @@ class DataTree:
         self.nodes[path] = node
         parent.children.add(name_of(path))
         parent.cversion += 1
+        parent.child_creates += 1
         parent.pzxid = zxid
         if mode.is_ephemeral and not mode.is_container and not mode.is_ttl:
             self._save_eph(session_id)
@@ -272,6 +276,7 @@ class DataTree:
         self._save(parent_path)
         del self.nodes[path]
         parent.children.discard(name_of(path))
+        parent.cversion += 1
         parent.pzxid = zxid
         owner = node.session_owner
         if owner:

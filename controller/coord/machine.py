@@ -94,6 +94,7 @@ class _NodeImage:
     data: bytes
     acl: list[tuple[int, str, str]]
     stat: tuple[int, int, int, int, int, int, int, int, int]  # czxid..ephemeral_owner, pzxid
+    child_creates: int = 0
 
 
 @attrs.frozen
@@ -183,6 +184,7 @@ class CoordStateMachine:
                     n.ephemeral_owner,
                     n.pzxid,
                 ),
+                n.child_creates,
             )
             for path, n in sorted(self.tree.nodes.items())
         ]
@@ -201,6 +203,7 @@ class CoordStateMachine:
             node = Znode(
                 img.data, acl, czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid
             )
+            node.child_creates = img.child_creates
             tree.nodes[img.path] = node
             if img.path != "/":
                 tree.nodes[parent_of(img.path)].children.add(img.path.rsplit("/", 1)[1])

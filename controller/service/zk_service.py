@@ -108,6 +108,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _READ = int(Perm.READ)
+_ADMIN = int(Perm.ADMIN)
 TOUCH_INTERVAL_S = 0.1
 STUCK_WRITE_S = 5.0
 EXPIRY_CHECK_S = 0.05
@@ -767,6 +768,12 @@ class ZkService:
             assert isinstance(record, GetACLRequest)
             self._check_path(record.path)
             node = tree.get(record.path)
+            # ZooKeeper 3.8: reading an ACL needs READ or ADMIN.
+            if not (
+                acls.has_permission(node.acl, _READ, ids)
+                or acls.has_permission(node.acl, _ADMIN, ids)
+            ):
+                raise ZkError(Err.NOAUTH)
             return GetACLResponse(list(node.acl), node.stat())
         if op == _OP_GET_EPHEMERALS:
             assert isinstance(record, GetEphemeralsRequest)
