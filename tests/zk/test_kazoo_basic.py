@@ -143,8 +143,14 @@ def test_ephemeral_deleted_on_close(
     other.create(path, ephemeral=True)
     assert zk.exists(path).ephemeralOwner == other.client_id[0]
     other.stop()  # closes the session explicitly
-    assert zk.exists(path) is None or wait_until(lambda: zk.exists(path) is None, 5) is None
-    assert zk.exists(path) is None
+    wait_until(lambda: zk.exists(path) is None, 5, "ephemeral gone after CloseSession")
+
+
+def test_system_zookeeper_node(zk: KazooClient) -> None:
+    """Every ZooKeeper server exposes /zookeeper (with quota and config children) at the root."""
+    assert "zookeeper" in zk.get_children("/")
+    assert {"quota", "config"} <= set(zk.get_children("/zookeeper"))
+    assert zk.exists("/").ephemeralOwner == 0
 
 
 def test_ephemeral_deleted_on_session_expiry(zk: KazooClient, root: str, zk_target: Target) -> None:
@@ -164,6 +170,7 @@ def test_ephemeral_deleted_on_session_expiry(zk: KazooClient, root: str, zk_targ
     try:
         assert proc.stdout is not None
         session_id = int(proc.stdout.readline())
+        zk.sync(path)  # another session's write: sync before reading it (ZooKeeper's rule)
         assert zk.exists(path).ephemeralOwner == session_id
     finally:
         proc.kill()  # SIGKILL: no CloseSession, the server must expire the session
