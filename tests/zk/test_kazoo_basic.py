@@ -141,6 +141,7 @@ def test_ephemeral_deleted_on_close(
     other = make_client()
     path = f"{root}/eph"
     other.create(path, ephemeral=True)
+    zk.sync(path)  # another session's write: sync before reading it
     assert zk.exists(path).ephemeralOwner == other.client_id[0]
     other.stop()  # closes the session explicitly
     wait_until(lambda: zk.exists(path) is None, 5, "ephemeral gone after CloseSession")
@@ -170,6 +171,7 @@ def test_ephemeral_deleted_on_session_expiry(zk: KazooClient, root: str, zk_targ
     try:
         assert proc.stdout is not None
         session_id = int(proc.stdout.readline())
+        zk.sync(path)
         zk.sync(path)  # another session's write: sync before reading it (ZooKeeper's rule)
         assert zk.exists(path).ephemeralOwner == session_id
     finally:
@@ -293,6 +295,7 @@ def test_digest_acl(zk: KazooClient, root: str, make_client: Callable[..., Kazoo
     acl = make_digest_acl("alice", "secret", all=True)
     path = f"{root}/secret"
     owner.create(path, b"s", acl=[acl])
+    zk.sync(path)
 
     with pytest.raises(NoAuthError):
         zk.get(path)
@@ -310,11 +313,13 @@ def test_digest_acl(zk: KazooClient, root: str, make_client: Callable[..., Kazoo
     zk.add_auth("digest", "alice:secret")
     assert zk.get(path)[0] == b"s"
     wrong = make_client(auth_data=[("digest", "alice:wrong")])
+    wrong.sync(path)
     with pytest.raises(NoAuthError):
         wrong.get(path)
 
     stat = owner.set_acls(path, OPEN_ACL_UNSAFE)
     assert stat.aversion == 1
+    wrong.sync(path)  # the ACL change is another session's write
     assert wrong.get(path)[0] == b"s"
     assert wrong.get_acls(path)[0] == OPEN_ACL_UNSAFE
 
@@ -325,6 +330,7 @@ def test_read_only_acl(zk: KazooClient, root: str, make_client: Callable[..., Ka
     path = f"{root}/ro"
     zk.create(path, b"r", acl=[ACL(Permissions.READ, ANYONE_ID_UNSAFE)])
     other = make_client()
+    other.sync(path)
     assert other.get(path)[0] == b"r"
     with pytest.raises(NoAuthError):
         other.set(path, b"w")

@@ -78,6 +78,7 @@ def test_election(root: str, make_client: Callable[..., KazooClient]) -> None:
     time.sleep(0.5)
     assert len(leaders) == 1
     first = leaders[0]
+    clients[0].sync(f"{root}/election")
     contenders = clients[0].Election(f"{root}/election").contenders()
     assert contenders[0] == first and sorted(contenders) == ["c0", "c1", "c2"]
     clients[int(first[1:])].stop()
@@ -93,6 +94,7 @@ def test_barrier(root: str, make_client: Callable[..., KazooClient]) -> None:
     passed = threading.Event()
 
     def waiter() -> None:
+        b.sync(f"{root}/barrier")  # a's create is another session's write
         if b.Barrier(f"{root}/barrier").wait(timeout=20):
             passed.set()
 
@@ -137,6 +139,7 @@ def test_counter_concurrent_increments(root: str, make_client: Callable[..., Kaz
         t.start()
     for t in threads:
         t.join(60)
+    clients[0].sync(f"{root}/counter")
     assert clients[0].Counter(f"{root}/counter").value == per_thread * len(clients)
     data, stat = clients[0].get(f"{root}/counter")
     assert data == str(per_thread * len(clients)).encode()
@@ -148,7 +151,9 @@ def test_queue_order(zk: KazooClient, root: str, make_client: Callable[..., Kazo
     for i in range(5):
         q.put(f"item{i}".encode())
     assert len(q) == 5
-    consumer = make_client().Queue(f"{root}/queue")
+    consumer_client = make_client()
+    consumer_client.sync(f"{root}/queue")
+    consumer = consumer_client.Queue(f"{root}/queue")
     assert [consumer.get() for _ in range(5)] == [f"item{i}".encode() for i in range(5)]
     assert consumer.get() is None
     assert len(q) == 0
@@ -173,9 +178,11 @@ def test_party(root: str, make_client: Callable[..., KazooClient]) -> None:
     party_a.join()
     assert len(party_a) == 1
     party_b.join()
+    a.sync(f"{root}/party")
     assert len(party_a) == 2
     assert sorted(party_a) == ["alice", "bob"]
     party_a.leave()
+    b.sync(f"{root}/party")
     assert list(party_b) == ["bob"]
     b.stop()  # ephemeral membership ends with the session
     wait_until(lambda: len(a.Party(f"{root}/party")) == 0, 10, "party empty")

@@ -45,6 +45,7 @@ def test_data_watch_set_by_other_client(
     path = f"{root}/d"
     zk.create(path, b"0")
     other = make_client()
+    other.sync(path)
     events, cb = collector()
     other.get(path, watch=cb)
     zk.set(path, b"1")
@@ -155,6 +156,7 @@ def test_watches_are_per_session(
     queues = []
     for client in clients:
         events, cb = collector()
+        client.sync(path)
         client.get(path, watch=cb)
         queues.append(events)
     zk.set(path, b"1")
