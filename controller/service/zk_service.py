@@ -222,7 +222,8 @@ class ZkService:
         self.per_address: dict[str, int] = {}
         self._seq = itertools.count(1)
         self._pending: dict[int, Callable[[Applied], None]] = {}  # seq -> completion
-        self._forward_queue: list[bytes] = []
+        self._unsent: list[tuple[int, bytes]] = []  # (seq, command) not handed to a leader yet
+        self._sent: set[int] = set()  # seqs handed to the current leader, not applied yet
         self._pending_since: deque[tuple[float, int]] = deque()  # (proposed at, seq), in order
         self._forward_wake = trio.Event()
         self._touched: set[int] = set()
@@ -250,6 +251,7 @@ class ZkService:
             self._deadlines.pop(result.session_id, None)
             self._expiring.discard(result.session_id)
         if result.origin == self.node.node_id:
+            self._sent.discard(result.seq)
             done = self._pending.pop(result.seq, None)
             if done is not None:
                 done(result)
@@ -270,10 +272,14 @@ class ZkService:
             self._expiring.clear()
         if leader_id != self._leader:
             self._leader = leader_id
-            # Writes in flight may be lost with the old leader: fail their connections.
-            for seq in list(self._pending):
-                done = self._pending.pop(seq)
-                done(Applied(self.node.node_id, seq, 0, Err.CONNECTIONLOSS))
+            # Requests handed to the old leader may be lost with it: fail their connections
+            # (outcome unknown, as in ZooKeeper). Requests not yet sent go to the new one.
+            for seq in list(self._sent):
+                done = self._pending.pop(seq, None)
+                if done is not None:
+                    done(Applied(self.node.node_id, seq, 0, Err.CONNECTIONLOSS))
+            self._sent.clear()
+            self._forward_wake.set()
 
     def on_peer_frame(self, src: NodeId, frame: ServiceFrame) -> None:
         if isinstance(frame, SessionTouch):
@@ -350,22 +356,17 @@ class ZkService:
     # ------------------------------------------------------------------ proposals
 
     def _propose(self, build: Callable[[int], Command], done: Callable[[Applied], None]) -> bool:
-        """Send a command to the log; `done` runs when it is applied here (or fails)."""
+        """Send a command to the log; `done` runs when it is applied here (or fails).
+
+        Requests wait here (bounded by the stuck-write sweep) while no leader is reachable,
+        so a client that reconnects during an election is not turned away."""
         seq = next(self._seq)
         data = encode_command(build(seq))
         self._pending[seq] = done
         self._pending_since.append((trio.current_time(), seq))
-        if self.node.core.is_leader:
-            self.node.submit(data, self._fail_on_error(seq))
-            return True
-        leader = self.node.core.leader_id
-        if leader is not None and self.node.peer_connected(leader):
-            # Batched: everything queued before the flusher runs goes in one frame.
-            self._forward_queue.append(data)
-            self._forward_wake.set()
-            return True
-        self._pending.pop(seq, None)
-        return False
+        self._unsent.append((seq, data))
+        self._forward_wake.set()
+        return True
 
     async def _sweep_stuck_writes(self) -> None:
         """Fail requests whose entry never came back (e.g. a Forward frame lost with a
@@ -377,6 +378,7 @@ class ZkService:
             since = self._pending_since
             while since and (since[0][0] <= limit or since[0][1] not in self._pending):
                 _, seq = since.popleft()
+                self._sent.discard(seq)
                 done = self._pending.pop(seq, None)
                 if done is not None:
                     log.warning("request %d got no answer from the log in %ss", seq, STUCK_WRITE_S)
@@ -384,19 +386,28 @@ class ZkService:
 
     async def _flush_forwards(self) -> None:
         while True:
-            await self._forward_wake.wait()
+            with trio.move_on_after(0.05):  # also retry unsent requests while leaderless
+                await self._forward_wake.wait()
             self._forward_wake = trio.Event()
             await trio.lowlevel.checkpoint()  # let the other readers queue theirs too
-            batch, self._forward_queue = self._forward_queue, []
-            leader = self.node.core.leader_id
-            if not batch:
+            if not self._unsent:
                 continue
+            batch = [(seq, data) for seq, data in self._unsent if seq in self._pending]
+            if self.node.core.is_leader:
+                self._unsent = []
+                for seq, data in batch:
+                    self._sent.add(seq)
+                    self.node.submit(data, self._fail_on_error(seq))
+                continue
+            leader = self.node.core.leader_id
             if leader is None or leader == self.node.node_id:
-                if self.node.core.is_leader:
-                    for data in batch:
-                        self.node.submit(data, _ignore)
-                continue  # else: on_soft_state already failed those requests
-            self.node.send_peer(leader, Forward(tuple(batch)))
+                self._unsent = batch
+                continue  # wait for a leader
+            if not self.node.send_peer(leader, Forward(tuple(d for _, d in batch))):
+                self._unsent = batch
+                continue
+            self._unsent = []
+            self._sent.update(seq for seq, _ in batch)
 
     def _fail_on_error(self, seq: int) -> Callable[[object, Entry | None, Exception | None], None]:
         def callback(result: object, entry: Entry | None, error: Exception | None) -> None:
