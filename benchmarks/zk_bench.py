@@ -161,10 +161,17 @@ class Theirs:
 def start(name: str) -> Iterator[System]:
     if name == "ours":
         with tempfile.TemporaryDirectory(prefix="kraft-zkbench-") as tmp:
-            q = LocalQuorum(Path(tmp), fsync=True)
+            q = LocalQuorum(Path(tmp), fsync=True, log_level="INFO")
             with q:
                 q.wait_for_leader()
-                yield Ours(q)
+                try:
+                    yield Ours(q)
+                except Exception:
+                    for i in q.ids:  # post-mortem: what the controllers said
+                        lines = (Path(tmp) / f"node-{i}.log").read_text().splitlines()
+                        print(f"--- controller {i} (last lines)")
+                        print("\n".join(line for line in lines[-15:]))
+                    raise
     else:
         e = ZooKeeperEnsemble(3)
         try:
@@ -322,7 +329,15 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
             if not args.skip_expiry:
                 figures["expiry"] = expiry_delays(system, 3)
     except Exception as exc:  # report and go on with the other system
-        print(f"  {name}: failed: {type(exc).__name__}: {exc}")
+        leaves = [exc]
+        while any(isinstance(e, BaseExceptionGroup) for e in leaves):
+            leaves = [
+                x
+                for e in leaves
+                for x in (e.exceptions if isinstance(e, BaseExceptionGroup) else [e])
+            ]
+        detail = "; ".join(sorted({f"{type(e).__name__}: {e}" for e in leaves}))
+        print(f"  {name}: failed: {detail}")
         figures["error"] = str(exc)
     return figures
 

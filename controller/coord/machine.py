@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from cattrs.preconf.msgpack import make_converter
+import msgpack
 
 from controller.coord import acl as acls
 from controller.coord.commands import (
@@ -88,24 +88,7 @@ class Session:
     password: bytes
 
 
-@attrs.frozen
-class _NodeImage:
-    path: str
-    data: bytes
-    acl: list[tuple[int, str, str]]
-    stat: tuple[int, int, int, int, int, int, int, int, int]  # czxid..ephemeral_owner, pzxid
-    child_creates: int = 0
-
-
-@attrs.frozen
-class _Image:
-    nodes: list[_NodeImage]
-    sessions: list[tuple[int, int, bytes]]
-    last_zxid: int
-    applied_index: int
-
-
-_converter = make_converter()
+SNAPSHOT_FORMAT = 1
 
 
 class CoordStateMachine:
@@ -168,12 +151,18 @@ class CoordStateMachine:
         return Applied(0, 0, entry.zxid, events=tuple(expired))
 
     def snapshot(self) -> bytes:
-        nodes = [
-            _NodeImage(
-                path,
-                n.data,
-                [(a.perms, a.id.scheme, a.id.id) for a in n.acl],
+        # Bulk path, hand-packed (positional tuples, an ACL table like ZooKeeper's ACL cache):
+        # it runs on the Raft loop, so it must stay well under a heartbeat interval even for
+        # tens of thousands of znodes.
+        acl_ids: dict[tuple[ACL, ...], int] = {}
+        nodes = []
+        for path, n in self.tree.nodes.items():
+            acl_id = acl_ids.setdefault(n.acl, len(acl_ids))
+            nodes.append(
                 (
+                    path,
+                    n.data,
+                    acl_id,
                     n.czxid,
                     n.mzxid,
                     n.ctime,
@@ -183,36 +172,50 @@ class CoordStateMachine:
                     n.aversion,
                     n.ephemeral_owner,
                     n.pzxid,
-                ),
-                n.child_creates,
+                    n.child_creates,
+                )
             )
-            for path, n in sorted(self.tree.nodes.items())
-        ]
+        acls = [[(a.perms, a.id.scheme, a.id.id) for a in acl] for acl in acl_ids]
         sessions = [(s.session_id, s.timeout_ms, s.password) for s in self.sessions.values()]
-        image = _Image(nodes, sessions, self.last_zxid, self.applied_index)
-        data: bytes = _converter.dumps(image)
+        image = (SNAPSHOT_FORMAT, acls, nodes, sessions, self.last_zxid, self.applied_index)
+        data: bytes = msgpack.packb(image, use_bin_type=True)
         return data
 
     def restore(self, data: bytes) -> None:
-        image = _converter.loads(data, _Image)
+        fmt, acls, nodes, sessions, last_zxid, applied_index = msgpack.unpackb(
+            data, raw=False, use_list=False
+        )
+        assert fmt == SNAPSHOT_FORMAT, f"unknown snapshot format {fmt}"
+        acl_table = [tuple(ACL(p, Id(sch, i)) for p, sch, i in acl) for acl in acls]
         tree = DataTree()
         tree.nodes = {}
-        for img in image.nodes:  # sorted by path: parents before children
-            czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid = img.stat
-            acl = tuple(ACL(p, Id(s, i)) for p, s, i in img.acl)
+        for row in nodes:
+            path, value, acl_id, *stat, child_creates = row
+            czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid = stat
             node = Znode(
-                img.data, acl, czxid, mzxid, ctime, mtime, version, cversion, aversion, owner, pzxid
+                value,
+                acl_table[acl_id],
+                czxid,
+                mzxid,
+                ctime,
+                mtime,
+                version,
+                cversion,
+                aversion,
+                owner,
+                pzxid,
             )
-            node.child_creates = img.child_creates
-            tree.nodes[img.path] = node
-            if img.path != "/":
-                tree.nodes[parent_of(img.path)].children.add(img.path.rsplit("/", 1)[1])
+            node.child_creates = child_creates
+            tree.nodes[path] = node
+        for path, node in tree.nodes.items():  # second pass: parents exist now
+            if path != "/":
+                tree.nodes[parent_of(path)].children.add(path.rsplit("/", 1)[1])
             if node.session_owner:
-                tree.ephemerals.setdefault(node.session_owner, set()).add(img.path)
+                tree.ephemerals.setdefault(node.session_owner, set()).add(path)
         self.tree = tree
-        self.sessions = {sid: Session(sid, t, pw) for sid, t, pw in image.sessions}
-        self.last_zxid = image.last_zxid
-        self.applied_index = image.applied_index
+        self.sessions = {sid: Session(sid, t, pw) for sid, t, pw in sessions}
+        self.last_zxid = last_zxid
+        self.applied_index = applied_index
 
     def stats(self) -> dict[str, int]:
         return {
