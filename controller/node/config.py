@@ -89,6 +89,10 @@ class NodeConfig:
     four_letter_word_whitelist: tuple[str, ...] = ("*",)
     super_digest: str = ""
     ttl_enabled: bool = True
+    # Broker controller settings (Kafka's names, dots as underscores).
+    leader_imbalance_check_interval_seconds: float = 300.0
+    leader_imbalance_per_broker_percentage: int = 10
+    auto_leader_rebalance_enable: bool = True
 
     def __attrs_post_init__(self) -> None:
         members = {**self.voters, **self.observers}
@@ -114,6 +118,10 @@ class NodeConfig:
             raise ConfigError("max_outstanding_requests must be positive")
         if not 1024 <= self.jute_max_buffer <= limits.MAX_ENTRY_BYTES:
             raise ConfigError(f"jute_max_buffer must be in [1024, {limits.MAX_ENTRY_BYTES}]")
+        if self.leader_imbalance_check_interval_seconds <= 0:
+            raise ConfigError("leader_imbalance_check_interval_seconds must be positive")
+        if not 0 <= self.leader_imbalance_per_broker_percentage <= 100:
+            raise ConfigError("leader_imbalance_per_broker_percentage must be in [0, 100]")
         if self.super_digest and self.super_digest.count(":") != 1:
             raise ConfigError("super_digest must look like super:<base64 sha1>")
 
@@ -151,6 +159,9 @@ class NodeConfig:
             "four_letter_word_whitelist",
             "super_digest",
             "ttl_enabled",
+            "leader_imbalance_check_interval_seconds",
+            "leader_imbalance_per_broker_percentage",
+            "auto_leader_rebalance_enable",
         }
         unknown = set(raw) - known
         if unknown:
@@ -190,6 +201,14 @@ class NodeConfig:
                 ),
                 super_digest=str(raw.get("super_digest", "")),
                 ttl_enabled=raw.get("ttl_enabled", True) in (True, "true", "1", 1),
+                leader_imbalance_check_interval_seconds=float(
+                    raw.get("leader_imbalance_check_interval_seconds", 300.0)
+                ),
+                leader_imbalance_per_broker_percentage=int(
+                    raw.get("leader_imbalance_per_broker_percentage", 10)
+                ),
+                auto_leader_rebalance_enable=raw.get("auto_leader_rebalance_enable", True)
+                in (True, "true", "1", 1),
             )
         except (TypeError, ValueError) as exc:
             if isinstance(exc, ConfigError):

@@ -28,6 +28,7 @@ def setup_logging(level: str = "INFO") -> None:
 def build_node(config: NodeConfig) -> ControllerNode:
     """A controller node running the coordination service (and the admin KV machine)."""
     from controller.coord.machine import CoordStateMachine
+    from controller.metadata.active import BrokerController, BrokerControllerSettings
     from controller.node.statemachine import ControllerStateMachine
     from controller.service.zk_service import ZkService, ZkSettings
 
@@ -43,7 +44,23 @@ def build_node(config: NodeConfig) -> ControllerNode:
         super_digest=config.super_digest,
         ttl_enabled=config.ttl_enabled,
     )
-    node.service = ZkService(node, coord, settings)
+    service = ZkService(node, coord, settings)
+    broker_controller = BrokerController(
+        node,
+        service,
+        coord,
+        BrokerControllerSettings(
+            leader_imbalance_check_interval_seconds=config.leader_imbalance_check_interval_seconds,
+            leader_imbalance_per_broker_percentage=config.leader_imbalance_per_broker_percentage,
+            auto_leader_rebalance_enable=config.auto_leader_rebalance_enable,
+        ),
+    )
+    node.service = service
+    # The service first: a write's completion and the image it produced are then both
+    # visible before the writer resumes.
+    node.listeners = [service, broker_controller]
+    node.components = [broker_controller.run]
+    node.status_sources["broker_controller"] = broker_controller.stats
     return node
 
 

@@ -33,6 +33,7 @@ from controller.node.codec import (
     encode_frame,
 )
 from controller.node.config import NodeConfig
+from controller.node.listeners import LeaderChange, RaftListener
 from controller.node.peers import PeerSender
 from controller.node.statemachine import KVStateMachine, StateMachine
 from controller.raft.core import InitialState, NotLeader, RaftConfig, RaftCore
@@ -52,16 +53,9 @@ Callback = Callable[[object, Entry | None, Exception | None], None]
 
 
 class NodeService(Protocol):
-    """A service running on the node's replicated state (the ZooKeeper service).
-
-    The node calls these from its Raft loop; they must not block.
+    """The service on the node's client port (the ZooKeeper service). It learns about the
+    log as one of the node's `listeners`; these calls must not block.
     """
-
-    def on_applied(self, entry: Entry, result: object) -> None:
-        """A COMMAND entry was applied to the state machine with this result."""
-
-    def on_soft_state(self, role: str, leader_id: NodeId | None, term: Term) -> None:
-        """Role or leader changed."""
 
     def on_peer_frame(self, src: NodeId, frame: ServiceFrame) -> None:
         """A Forward or SessionTouch frame arrived from a peer."""
@@ -112,6 +106,12 @@ class ControllerNode:
         self.sm: StateMachine = state_machine or KVStateMachine()
         self._client_handler = client_handler
         self.service = service
+        # Told about every applied batch, snapshot and leader change, in this order.
+        self.listeners: list[RaftListener] = []
+        # Background tasks of components on the replicated state (the broker controller),
+        # started in the node's nursery, and extra sections of `status()`.
+        self.components: list[Callable[..., Any]] = []
+        self.status_sources: dict[str, Callable[[], dict[str, Any]]] = {}
         self.last_zxid = 0  # zxid of the last applied entry (ZooKeeper's lastProcessedZxid)
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[Message | _Tick | _Wake](
             INBOX_CAPACITY
@@ -243,6 +243,7 @@ class ControllerNode:
             "observers": [member(o) for o in core.observers],
             "state_machine": self.sm.stats(),
             "service": self.service.stats() if self.service is not None else {},
+            **{name: source() for name, source in self.status_sources.items()},
         }
 
     def transfer_leadership(self) -> None:
@@ -268,6 +269,8 @@ class ControllerNode:
             self.sm.restore(recovered.snapshot.data)
             self._last_snapshot_index = recovered.snapshot.meta.index
             self.last_zxid = recovered.snapshot.meta.zxid
+            for listener in self.listeners:
+                listener.handle_snapshot(recovered.snapshot.meta.index, self.last_zxid)
         raft_cfg = RaftConfig(
             node_id=cfg.node_id,
             voters=tuple(sorted(cfg.voters)),
@@ -306,6 +309,8 @@ class ControllerNode:
                 nursery.start_soon(self._raft_loop)
                 if self.service is not None:
                     await nursery.start(self.service.run)
+                for component in self.components:
+                    await nursery.start(component)
                 self.started.set()
                 task_status.started()
         finally:
@@ -411,6 +416,8 @@ class ControllerNode:
             self._fail_waiters_upto(rd.snapshot.meta.index)
             self.snapshots_installed += 1
             log.info("installed snapshot at index %d", rd.snapshot.meta.index)
+            for listener in self.listeners:
+                listener.handle_snapshot(rd.snapshot.meta.index, self.last_zxid)
         self._send(rd.messages)
         if rd.committed:
             self._apply(rd.committed)
@@ -420,8 +427,9 @@ class ControllerNode:
             log.info(
                 "node %d: %s in term %d, leader %s", self.node_id, ss.role, ss.term, ss.leader_id
             )
-            if self.service is not None:
-                self.service.on_soft_state(ss.role, ss.leader_id, ss.term)
+            change = LeaderChange(ss.leader_id, ss.term, ss.role, self._term_start(ss))
+            for listener in self.listeners:
+                listener.handle_leader_change(change)
 
     def _persist(self, rd: Ready) -> None:
         storage = self._storage
@@ -443,16 +451,26 @@ class ControllerNode:
             if sender is not None:
                 sender.push(encode_frame(msg, cache))
 
+    def _term_start(self, ss: Any) -> LogIndex:
+        """The index of the first entry of the leader's term (its no-op), when leader."""
+        core = self.core
+        if ss.role != "leader":
+            return 0
+        index = core.last_index
+        while index > core.first_index and core.term_at(index - 1) == ss.term:
+            index -= 1
+        assert core.term_at(index) == ss.term, (index, ss.term)
+        return index
+
     def _apply(self, entries: Sequence[Entry]) -> None:
         waiters = self._waiters
-        service = self.service
+        batch: list[tuple[Entry, object]] = []
         for e in entries:
             result: object = None
             self.last_zxid = e.zxid
             if e.kind is EntryKind.COMMAND:
                 result = self.sm.apply(e)
-                if service is not None and result is not None:
-                    service.on_applied(e, result)
+            batch.append((e, result))
             if not waiters:
                 continue
             w = waiters.pop(e.index, None)
@@ -463,6 +481,8 @@ class ControllerNode:
                 cb(result, e, None)
             else:
                 cb(None, None, ProposalFailed("leadership changed before commit"))
+        for listener in self.listeners:
+            listener.handle_commit(batch)
         self.applied_event.set()
         self.applied_event = trio.Event()
 

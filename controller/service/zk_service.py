@@ -41,7 +41,8 @@ from controller.coord.commands import (
 from controller.coord.datatree import ZkError
 from controller.coord.machine import WRITE_OPS, CoordStateMachine
 from controller.node.codec import Forward, ServiceFrame, SessionTouch
-from controller.raft.types import Entry, NodeId, Term
+from controller.node.listeners import CommittedBatch, LeaderChange
+from controller.raft.types import Entry, LogIndex, NodeId
 from controller.service.fourletter import four_letter_reply
 from controller.service.watches import WatchTable
 from controller.zk.constants import (
@@ -69,6 +70,7 @@ from controller.zk.protocol import (
     encode_connect_response,
     encode_notification,
     encode_reply,
+    record_bytes,
     validate_path,
 )
 from controller.zk.records import (
@@ -238,11 +240,21 @@ class ZkService:
         self.packets_received = 0
         self.packets_sent = 0
 
-    # ------------------------------------------------------------------ node hooks
+    # ------------------------------------------------------------------ RaftListener
 
-    def on_applied(self, entry: Entry, result: object) -> None:
-        if not isinstance(result, Applied):
-            return
+    def handle_commit(self, batch: CommittedBatch) -> None:
+        for _entry, result in batch:
+            if isinstance(result, Applied):
+                self._on_applied(result)
+
+    def handle_snapshot(self, index: LogIndex, zxid: int) -> None:
+        """The tree was replaced wholesale; watches are not re-evaluated here (see
+        docs/coordination.md: clients reconnecting with SetWatches catch up)."""
+
+    def handle_leader_change(self, change: LeaderChange) -> None:
+        self._on_leader_change(change.role, change.leader_id)
+
+    def _on_applied(self, result: Applied) -> None:
         for event_type, path in result.events:
             self._notify(event_type, path, result.zxid)
         if result.timeout_ms and result.session_id:  # a session was created
@@ -260,7 +272,7 @@ class ZkService:
                 if not conn.pending_writes:
                     conn.close()
 
-    def on_soft_state(self, role: str, leader_id: NodeId | None, term: Term) -> None:
+    def _on_leader_change(self, role: str, leader_id: NodeId | None) -> None:
         was_leader = self._is_leader
         self._is_leader = role == "leader"
         if self._is_leader and not was_leader:
@@ -352,6 +364,46 @@ class ZkService:
             expired = self.machine.tree.expired_ttl_nodes(now)
             if expired:
                 self.node.submit(encode_command(ExpireTTL(tuple(expired), now)), _ignore)
+
+    # ------------------------------------------------------------------ public proposals
+
+    async def open_session(self, timeout_ms: int) -> int:
+        """Open a session for a component of this controller (the broker controller) and
+        return its id. Raises `ServiceWriteError` if the log did not take it. The caller keeps
+        it alive with `touch`."""
+        password = os.urandom(16)
+        node_id = self.node.node_id
+        applied = await self.propose_command(
+            lambda seq: CreateSession(node_id, seq, timeout_ms, password, _now_ms())
+        )
+        if applied.err:
+            raise ServiceWriteError(applied.err, "could not open a session")
+        return applied.session_id
+
+    async def write(self, session_id: int, op: int, record: Any) -> Applied:
+        """Propose one write request (jute record, e.g. a `MultiRequest`) as `session_id`
+        and return its result once applied on this controller. Requests made here get their
+        own sequence numbers from the same counter as client requests, so a result can only
+        ever complete the request that proposed it. `Applied.err` is ZooKeeper's error code
+        (CONNECTIONLOSS with zxid 0: outcome unknown, e.g. the leader changed)."""
+        node_id = self.node.node_id
+        body = record_bytes(record)
+        return await self.propose_command(
+            lambda seq: Write(node_id, seq, session_id, op, body, (("super", ""),), _now_ms())
+        )
+
+    async def propose_command(self, build: Callable[[int], Command]) -> Applied:
+        """Propose the command `build(seq)` and wait until it is applied here."""
+        done = trio.Event()
+        box: list[Applied] = []
+
+        def complete(result: Applied) -> None:
+            box.append(result)
+            done.set()
+
+        self._propose(build, complete)
+        await done.wait()
+        return box[0]
 
     # ------------------------------------------------------------------ proposals
 
@@ -894,8 +946,17 @@ class ZkService:
         }
 
 
+class ServiceWriteError(Exception):
+    """A write proposed through the service's public interface failed (ZooKeeper code)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        name = Err(code).name if code in Err._value2member_map_ else str(code)
+        super().__init__(f"{message} ({name})")
+        self.code = code
+
+
 def _ignore(result: object, entry: Entry | None, error: Exception | None) -> None:
-    """Completion of proposals whose outcome is observed through `on_applied`."""
+    """Completion of proposals whose outcome is observed through `handle_commit`."""
 
 
 def _now_ms() -> int:

@@ -158,7 +158,8 @@ def encode_frame(payload: bytes) -> bytes:
     return _INT.pack(len(payload)) + payload
 
 
-def _record_bytes(record: Any) -> bytes:
+def record_bytes(record: Any) -> bytes:
+    """A jute record's serialized body (no length prefix, no header)."""
     w = Writer()
     record.write(w)
     return w.getvalue()
@@ -168,7 +169,7 @@ def encode_reply(xid: int, zxid: int, err: int, record: Any) -> bytes:
     """A framed reply; the body is sent only when err == 0 (clients read it only then)."""
     header = _REPLY_HEADER.pack(xid, zxid, err)
     if err == 0 and record is not None:
-        body = _record_bytes(record)
+        body = record_bytes(record)
         return _INT.pack(16 + len(body)) + header + body
     return _INT.pack(16) + header
 
@@ -183,16 +184,16 @@ def encode_notification(event_type: int, state: int, path: str, zxid: int = -1) 
 
 def encode_request(xid: int, op: int, record: Any) -> bytes:
     header = _REQUEST_HEADER.pack(xid, op)
-    body = _record_bytes(record) if record is not None else b""
+    body = record_bytes(record) if record is not None else b""
     return _INT.pack(8 + len(body)) + header + body
 
 
 def encode_connect_request(req: ConnectRequest) -> bytes:
-    return encode_frame(_record_bytes(req))
+    return encode_frame(record_bytes(req))
 
 
 def encode_connect_response(resp: ConnectResponse) -> bytes:
-    return encode_frame(_record_bytes(resp))
+    return encode_frame(record_bytes(resp))
 
 
 # ---------------------------------------------------------------------- events
