@@ -25,9 +25,7 @@ def to_request(op: TreeOp) -> tuple[int, Any]:
     """One tree operation as (opcode, jute request record)."""
     if isinstance(op, CreateOp):
         mode = CreateMode.EPHEMERAL if op.ephemeral else CreateMode.PERSISTENT
-        return int(OpCode.CREATE), CreateRequest(
-            op.path, op.data, list(OPEN_ACL_UNSAFE), int(mode)
-        )
+        return int(OpCode.CREATE), CreateRequest(op.path, op.data, list(OPEN_ACL_UNSAFE), int(mode))
     if isinstance(op, SetDataOp):
         return int(OpCode.SET_DATA), SetDataRequest(op.path, op.data, op.version)
     if isinstance(op, DeleteOp):

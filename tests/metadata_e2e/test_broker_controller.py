@@ -53,10 +53,10 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float = 10.0) ->
     while time.monotonic() < deadline:
         try:
             last = check()
+            if last:
+                return last
         except NoNodeError as exc:
             last = exc
-        if last:
-            return last
         time.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
