@@ -18,7 +18,10 @@ import trio
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
+from controller.kafka_cli import broker_app, brokers_app, partitions_app, topics_app
 from controller.localquorum import LocalQuorum, QuorumError
 from controller.node.admin_client import AdminError, fetch_all_statuses, fetch_status
 from controller.node.config import Address, ConfigError, NodeConfig, parse_bootstrap
@@ -26,21 +29,39 @@ from controller.zkcli import zk_app
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183"
 
+# rich_markup_mode=None: plain click help (rich mode reads `:id:` in help text as an emoji
+# code and shows every flag as `<bool>`).
 app = typer.Typer(
     help="KRaft-style controller quorum.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-quorum_app = typer.Typer(help="Run and inspect the controller quorum.", no_args_is_help=True)
-controller_app = typer.Typer(help="Run one controller process.", no_args_is_help=True)
+quorum_app = typer.Typer(
+    help="Run and inspect the controller quorum.", no_args_is_help=True, rich_markup_mode=None
+)
+controller_app = typer.Typer(
+    help="Run one controller process.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(quorum_app, name="quorum")
 app.add_typer(zk_app, name="zk")
 app.add_typer(controller_app, name="controller")
+app.add_typer(topics_app, name="topics")
+app.add_typer(brokers_app, name="brokers")
+app.add_typer(partitions_app, name="partitions")
+app.add_typer(broker_app, name="broker")
 
 BootstrapOpt = Annotated[
     str,
-    typer.Option("--bootstrap-server", "-b", help="Controllers' client addresses, host:port,..."),
+    typer.Option(
+        "--bootstrap-server",
+        "-b",
+        metavar="HOST:PORT,...",
+        show_default=False,
+        help="Controllers' client addresses (default: the local quorum, 127.0.0.1 ports "
+        "2181-2183).",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
@@ -51,7 +72,9 @@ def make_console() -> Console:
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False)
+    # One line, shown as is: no markup or emoji in `message`, no wrapping at 80 columns.
+    line = Text.assemble(("error:", "red"), " ", message)
+    Console(stderr=True).print(line, highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -94,6 +117,19 @@ def controller_run(
         str | None, typer.Option("--4lw-whitelist", help="Comma-separated words, or *.")
     ] = None,
     jute_max_buffer: Annotated[int | None, typer.Option(help="Max request bytes.")] = None,
+    leader_imbalance_check_interval_seconds: Annotated[
+        float | None, typer.Option(help="Seconds between preferred-leader checks (300).")
+    ] = None,
+    leader_imbalance_per_broker_percentage: Annotated[
+        int | None, typer.Option(help="Leader imbalance per broker that triggers it (10).")
+    ] = None,
+    auto_leader_rebalance_enable: Annotated[
+        bool | None,
+        typer.Option(
+            "--auto-leader-rebalance-enable/--no-auto-leader-rebalance",
+            help="Move leadership back to preferred replicas automatically (on).",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
 ) -> None:
     """Run one controller until SIGTERM/SIGINT (flags override the config file)."""
@@ -116,6 +152,9 @@ def controller_run(
         "super_digest": super_digest,
         "four_letter_word_whitelist": four_letter_word_whitelist,
         "jute_max_buffer": jute_max_buffer,
+        "leader_imbalance_check_interval_seconds": leader_imbalance_check_interval_seconds,
+        "leader_imbalance_per_broker_percentage": leader_imbalance_per_broker_percentage,
+        "auto_leader_rebalance_enable": auto_leader_rebalance_enable,
     }
     try:
         if config is not None:
@@ -132,54 +171,57 @@ def controller_run(
 
 
 def print_status(status: dict[str, Any], console: Console) -> None:
-    console.print(
-        f"LeaderId: {status['leader_id']}  LeaderEpoch: {status['term']}  "
-        f"HighWatermark: {status['commit_index']}  (answered by node {status['node_id']}, "
-        f"{status['role']})",
-        highlight=False,
-    )
-    table = Table(
-        "NodeId", "Role", "ClientAddress", "LogEndOffset", "Lag", "LastContactMs",
-        "Sessions", "Znodes", "Watches", "Conns",
-    )  # fmt: skip
-    per = {c["node_id"]: c.get("service", {}) for c in status.get("controllers", [])}
-    for kind, members in (("voter", status["voters"]), ("observer", status["observers"])):
-        for m in members:
-            role = "leader" if m["id"] == status["leader_id"] else kind
-            svc = per.get(m["id"], {})
-            table.add_row(
-                str(m["id"]),
-                role,
-                m["client_address"] or "?",
-                "?" if m["log_end"] is None else str(m["log_end"]),
-                "?" if m["lag"] is None else str(m["lag"]),
-                "?" if m["last_contact_ms"] is None else str(m["last_contact_ms"]),
-                *(str(svc.get(k, "?")) for k in ("sessions", "znodes", "watches", "connections")),
-            )
+    """The table shows exactly `status_json`: each column header is its key in CamelCase
+    (Kafka's kafka-metadata-quorum names: leader_id is LeaderId, log_end_offset is
+    LogEndOffset, ...)."""
+    data = status_json(status)
+
+    def header(key: str) -> str:
+        return "".join(word.capitalize() for word in key.split("_"))
+
+    def cell(value: Any) -> str:
+        return "?" if value is None or value == "" else str(value)
+
+    top = [k for k in data if k not in ("voters", "observers")]
+    console.print("  ".join(f"{header(k)}: {cell(data[k])}" for k in top), highlight=False)
+    members = data["voters"] + data["observers"]
+    keys = list(members[0]) if members else []
+    table = Table(*(header(k) for k in keys))
+    for m in members:
+        table.add_row(*(cell(m[k]) for k in keys))
     console.print(table)
 
 
 def status_json(status: dict[str, Any]) -> dict[str, Any]:
-    keys: tuple[str, ...] = (
-        "id", "client_address", "raft_address", "log_end", "lag", "last_contact_ms"
-    )  # fmt: skip
+    """`kraft quorum status --json`: snake_case of the table's column names."""
     per = {c["node_id"]: c for c in status.get("controllers", [])}
-    for m in status["voters"] + status["observers"]:
-        c = per.get(m["id"], {})
-        service = c.get("service", {})
-        m["role"] = c.get("role")
-        m["sessions"] = service.get("sessions")
-        m["znodes"] = service.get("znodes")
-        m["watches"] = service.get("watches")
-        m["connections"] = service.get("connections")
-    keys = (*keys, "role", "sessions", "znodes", "watches", "connections")
+
+    def member(m: dict[str, Any], kind: str) -> dict[str, Any]:
+        own = per.get(m["id"], {})
+        service = own.get("service", {})
+        # The controller's own view of its role if it answered, else the membership's.
+        role = own.get("role") or ("leader" if m["id"] == status["leader_id"] else kind)
+        return {
+            "node_id": m["id"],
+            "role": role,
+            "client_address": m["client_address"],
+            "raft_address": m["raft_address"],
+            "log_end_offset": m["log_end"],
+            "lag": m["lag"],
+            "last_contact_ms": m["last_contact_ms"],
+            "sessions": service.get("sessions"),
+            "znodes": service.get("znodes"),
+            "watches": service.get("watches"),
+            "connections": service.get("connections"),
+        }
+
     return {
         "leader_id": status["leader_id"],
-        "term": status["term"],
-        "commit_index": status["commit_index"],
+        "leader_epoch": status["term"],
+        "high_watermark": status["commit_index"],
         "answered_by": status["node_id"],
-        "voters": [{k: m[k] for k in keys} for m in status["voters"]],
-        "observers": [{k: m[k] for k in keys} for m in status["observers"]],
+        "voters": [member(m, "voter") for m in status["voters"]],
+        "observers": [member(m, "observer") for m in status["observers"]],
     }
 
 
@@ -216,21 +258,39 @@ def quorum_start(
     fsync: Annotated[str, typer.Option(help="always or never.")] = "always",
     cluster_id: Annotated[str, typer.Option(help="Cluster id.")] = "kraft-local",
     log_level: Annotated[str, typer.Option(help="Controllers' logging level.")] = "WARNING",
+    restart_delay: Annotated[
+        float, typer.Option(min=0.0, help="Seconds before restarting a controller that exited.")
+    ] = 1.0,
+    no_restart: Annotated[
+        bool, typer.Option("--no-restart", help="Leave a controller that exited down.")
+    ] = False,
 ) -> None:
-    """Start N local controller processes; Ctrl-C or SIGTERM stops them all."""
+    """Start N local controller processes and restart any that exits; Ctrl-C or SIGTERM stops
+    them all."""
+    from controller.localquorum import QuorumInterrupted, QuorumNotReady, format_seconds
+
     if fsync not in ("always", "never"):
         raise fail("--fsync must be 'always' or 'never'", 2)
     raft_base = raft_base_port if raft_base_port is not None else base_port + 100
-    quorum = LocalQuorum(
-        data_dir,
-        controllers=controllers,
-        client_ports=[base_port + i for i in range(controllers)],
-        raft_ports=[raft_base + i for i in range(controllers)],
-        fsync=fsync == "always",
-        cluster_id=cluster_id,
-        log_level=log_level,
-        log_to_files=False,
-    )
+    try:
+        quorum = LocalQuorum(
+            data_dir,
+            controllers=controllers,
+            client_ports=[base_port + i for i in range(controllers)],
+            raft_ports=[raft_base + i for i in range(controllers)],
+            fsync=fsync == "always",
+            cluster_id=cluster_id,
+            log_level=log_level,
+            log_to_files=False,
+            restart=not no_restart,
+            restart_delay=restart_delay,
+        )
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    try:
+        quorum.check_ports()  # before printing or starting anything
+    except QuorumError as exc:
+        raise fail(str(exc)) from None
     stop = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -240,30 +300,88 @@ def quorum_start(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     console = make_console()
+
+    def say(line: str) -> None:
+        console.print(line, highlight=False, markup=False)
+
     try:
         quorum.start()
         console.print(f"connect string: [bold]{quorum.connect_string}[/bold]", highlight=False)
+        for i in quorum.ids:
+            say(
+                f"controller {i}: pid {quorum.pid(i)}, client {quorum.client_address(i)}, "
+                f"raft {quorum.raft_address(i)}, data {quorum.node_data_dir(i)}"
+            )
         try:
-            status = quorum.wait_for_leader(15.0)
+            status = quorum.wait_until_ready(15.0, should_stop=lambda: stop)
+        except QuorumInterrupted:
+            return
+        except QuorumNotReady as exc:
+            if exc.status is None:
+                raise fail(str(exc)) from None
+            Console(stderr=True).print(f"warning: {exc}", highlight=False, markup=False)
+            status = exc.status
         except QuorumError as exc:
             raise fail(str(exc)) from None
-        status["controllers"] = trio.run(fetch_all_statuses, status)
         print_status(status, console)
-        console.print("quorum running; Ctrl-C to stop", highlight=False)
+        if no_restart:
+            say("quorum running; a controller that exits stays down (--no-restart); Ctrl-C to stop")
+        else:
+            say(
+                f"quorum running; a controller that exits restarts after "
+                f"{format_seconds(restart_delay)} s; Ctrl-C to stop"
+            )
         while not stop:
-            exited = quorum.exited()
-            if exited:
-                node, code = next(iter(exited.items()))
-                raise fail(f"controller {node} exited unexpectedly (code {code})")
-            time.sleep(0.2)
+            for event in quorum.supervise():
+                say(str(event))
+            time.sleep(0.1)
     finally:
         quorum.stop()
         console.print("quorum stopped", highlight=False)
 
 
+# ---------------------------------------------------------------------- demo
+
+
+@app.command("demo")
+def demo(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where controllers keep their logs (default: a temporary directory)."),
+    ] = None,
+    keep_running: Annotated[
+        bool, typer.Option(help="Leave quorum and brokers running after the steps.")
+    ] = False,
+    session_timeout_ms: Annotated[
+        int, typer.Option(min=4000, max=40000, help="Brokers' session timeout.")
+    ] = 4000,
+) -> None:
+    """Start 3 controllers and 4 brokers, create topic 'demo', then kill a broker, kill the
+    active controller, restart both and stop a broker cleanly, timing each failover."""
+    from controller.demo import run_demo
+
+    raise typer.Exit(
+        run_demo(data_dir, keep_running=keep_running, session_timeout_ms=session_timeout_ms)
+    )
+
+
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    app(prog_name="kraft")
+    try:
+        code = app(prog_name="kraft", standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        print(exc.format_message(), file=sys.stderr)
+        code = exc.exit_code
+    except UsageError as exc:
+        # One line (click prints usage, a hint and the error on three), exit 2.
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        message = " ".join(exc.format_message().split()).rstrip(".")
+        code = fail(f"{message}{hint}", exc.exit_code).exit_code
+    except ClickException as exc:
+        code = fail(exc.format_message(), exc.exit_code).exit_code
+    except typer.Abort:
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ class Demo:
         self.zk: ZkClient | None = None
         self.image = MetadataImage()
         self._killed_controller = 0
+        self._step_began = 0.0
 
     def _make_quorum(self, data_dir: Path, default_ports: bool) -> LocalQuorum:
         args = ["--leader-imbalance-check-interval-seconds", str(IMBALANCE_CHECK_S)]
@@ -91,6 +92,7 @@ class Demo:
 
     def step(self, text: str) -> None:
         self.console.rule(text, style="cyan")
+        self._step_began = trio.current_time()
 
     # ------------------------------------------------------------------ run
 
@@ -166,7 +168,9 @@ class Demo:
             buffer += chunk
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
-                self.console.print(f"  [dim]| {line.decode(errors='replace')}[/dim]")
+                at = trio.current_time() - self._step_began
+                text = line.decode(errors="replace")
+                self.console.print(f"  [dim]{at:6.2f}s | {text}[/dim]", highlight=False)
 
     async def _stop_everything(self) -> None:
         for process in self.brokers.values():

@@ -1,37 +1,238 @@
-"""`kraft zk ...`: ZooKeeper commands against the quorum, and an interactive shell."""
+"""`kraft zk ...`: ZooKeeper commands against the quorum, and an interactive shell.
+
+Every failure prints one line to stderr naming what it is about, e.g. `error: /a: no such
+node`. Usage errors (a bad path, a missing argument, a bad ACL or bootstrap string) are found
+before connecting and exit 2; runtime failures exit 1. With no controller reachable the
+command fails as `kraft quorum status` does: fast, and with the same wording.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import re
 import shlex
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, NoReturn
 
 import attrs
 import trio
 import typer
-from rich.console import Console
+from typer import _click as click
+from typer.core import TyperCommand
 
 from controller.client import ZkClient, open_client
-from controller.client.errors import ZkException
+from controller.client.errors import (
+    BadVersionError,
+    NoChildrenForEphemeralsError,
+    NoNodeError,
+    NotEmptyError,
+    ZkException,
+    describe,
+)
+from controller.node.config import Address, ConfigError, parse_bootstrap
 from controller.zk.constants import EventType
+from controller.zk.protocol import validate_path
 from controller.zk.records import ACL, Id, Stat
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183"
+PROBE_TIMEOUT_S = 2.0  # TCP connect to every server at once: refused or silent ones fail here
+SESSION_TIMEOUT_S = 5.0  # then a ZooKeeper session with one of the servers that answered
+
 zk_app = typer.Typer(help="ZooKeeper-style commands on the coordination service.",
-                     no_args_is_help=True)  # fmt: skip
+                     no_args_is_help=True, rich_markup_mode=None)  # fmt: skip
 
 BootstrapOpt = Annotated[
-    str, typer.Option("--bootstrap-server", "-b", help="Controllers' client addresses.")
+    str,
+    typer.Option(
+        "--bootstrap-server",
+        "-b",
+        metavar="HOST:PORT,...",
+        show_default=False,
+        help="Controllers' client addresses (default: the local quorum, 127.0.0.1 ports "
+        "2181-2183).",
+    ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (one object per line).")]
 AuthOpt = Annotated[
     list[str] | None,
-    typer.Option("--auth", help="scheme:credential to add before the command (repeatable)."),
+    typer.Option(
+        "--auth",
+        metavar="SCHEME:CREDENTIAL",
+        help="Authenticate first, e.g. digest:user:password (repeatable).",
+    ),
 ]
 EVENT_NAMES = {int(e): e.name for e in EventType}
 STAT_FIELDS = [a.name for a in attrs.fields(Stat)]
+
+
+class UsageError(Exception):
+    """A bad command line, found before connecting (exit 2)."""
+
+
+class CommandError(Exception):
+    """A request failed; the message names the node (exit 1)."""
+
+
+class Unreachable(Exception):
+    """No controller answered; worded as `kraft quorum status` words it (exit 1)."""
+
+
+# ---------------------------------------------------------------------- commands
+
+
+@attrs.frozen
+class Spec:
+    """A command's syntax: `usage` (its arguments) and a one-line `summary`."""
+
+    usage: str
+    summary: str
+    flags: str = ""  # single-letter options
+    min_args: int = 0
+    max_args: int = 0
+    one_shot: bool = True  # also a `kraft zk` subcommand (else shell only)
+
+    def positionals(self) -> list[str]:
+        return [w.strip("[]") for w in self.usage.split() if not w.startswith("[-")]
+
+
+COMMANDS: dict[str, Spec] = {
+    "ls": Spec("[PATH]", "list the children of PATH (default /)", max_args=1),
+    "get": Spec("PATH", "print the data of PATH", min_args=1, max_args=1),
+    "stat": Spec("PATH", "print the Stat of PATH", min_args=1, max_args=1),
+    "create": Spec(
+        "[-e] [-s] [-c] PATH [DATA] [ACL]",
+        "create a node (-e ephemeral, -s sequential, -c container; ACL as in setacl)",
+        flags="esc",
+        min_args=1,
+        max_args=3,
+    ),
+    "set": Spec(
+        "PATH DATA [VERSION]",
+        "replace the data of PATH (only if it is at VERSION)",
+        min_args=2,
+        max_args=3,
+    ),
+    "delete": Spec(
+        "[-r] PATH [VERSION]",
+        "delete a node (-r: with its subtree)",
+        flags="r",
+        min_args=1,
+        max_args=2,
+    ),
+    "deleteall": Spec(
+        "PATH", "delete a node and its subtree", min_args=1, max_args=1, one_shot=False
+    ),
+    "getacl": Spec("PATH", "print the ACL of PATH", min_args=1, max_args=1),
+    "setacl": Spec(
+        "PATH ACL",
+        "replace the ACL of PATH; ACL is scheme:id:perms[,...], perms from crwda",
+        min_args=2,
+        max_args=2,
+    ),
+    "addauth": Spec(
+        "SCHEME CREDENTIAL",
+        "authenticate this session, e.g. addauth digest user:password",
+        min_args=2,
+        max_args=2,
+        one_shot=False,
+    ),
+    "sync": Spec("[PATH]", "make the connected controller catch up with the leader", max_args=1),
+    "watch": Spec(
+        "PATH [COUNT]",
+        "print events on PATH and below (stop after COUNT events)",
+        min_args=1,
+        max_args=2,
+    ),
+}
+SHELL_EXTRA = {"help": "list the commands (also ?)", "quit": "leave the shell (also exit)"}
+
+Op = Callable[["Session"], Awaitable[None]]
+_FLAG_WORD = re.compile(r"-[A-Za-z]+|--.*")
+
+
+def shell_help() -> str:
+    rows = [(f"{name} {spec.usage}", spec.summary) for name, spec in COMMANDS.items()]
+    rows += list(SHELL_EXTRA.items())
+    width = max(len(left) for left, _ in rows)
+    return "\n".join(f"  {left.ljust(width)}  {right}" for left, right in rows)
+
+
+def parse(argv: list[str], prog: str = "") -> Op:
+    """Check a command line (nothing is sent) and bind it: UsageError if it is wrong."""
+    name, args = argv[0], argv[1:]
+    spec = COMMANDS.get(name)
+    if spec is None:
+        raise UsageError(f"unknown command {name!r} (type help for the list)")
+    usage = f"usage: {prog}{name} {spec.usage}"
+    flags: set[str] = set()
+    rest: list[str] = []
+    for arg in args:
+        if _FLAG_WORD.fullmatch(arg):
+            if arg.startswith("--") or any(c not in spec.flags for c in arg[1:]):
+                raise UsageError(f"{name}: no such option {arg!r} ({usage})")
+            flags.update(arg[1:])
+        else:
+            rest.append(arg)
+    if len(rest) < spec.min_args:
+        missing = " ".join(spec.positionals()[len(rest) : spec.min_args])
+        raise UsageError(f"{name}: missing {missing} ({usage})")
+    if len(rest) > spec.max_args:
+        raise UsageError(f"{name}: unexpected argument {rest[spec.max_args]!r} ({usage})")
+    build: Callable[[set[str], list[str]], Op] = getattr(Session, f"_parse_{name}")
+    return build(flags, rest)
+
+
+def check_path(path: str, *, sequential: bool = False) -> str:
+    problem = validate_path(path, sequential=sequential)
+    if problem is not None:
+        raise UsageError(f"{path or repr(path)}: {problem}")
+    return path
+
+
+def _int_arg(text: str, what: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise UsageError(f"{what} must be an integer >= {minimum}, not {text!r}")
+    return value
+
+
+def parse_acl(text: str) -> list[ACL]:
+    """zkCli syntax: `scheme:id:perms[,scheme:id:perms]`, perms from `crwda`."""
+    out = []
+    bits = {"r": 1, "w": 2, "c": 4, "d": 8, "a": 16}
+    for part in text.split(","):
+        scheme, _, rest = part.partition(":")
+        ident, sep, perms = rest.rpartition(":")
+        if not scheme or not sep or not perms or any(p not in bits for p in perms):
+            raise UsageError(f"bad ACL {part!r}: expected scheme:id:perms with perms from crwda")
+        out.append(ACL(sum(bits[p] for p in set(perms)), Id(scheme, ident)))
+    return out
+
+
+def parse_servers(bootstrap: str) -> list[Address]:
+    try:
+        return parse_bootstrap(bootstrap)
+    except ConfigError as exc:
+        raise UsageError(f"--bootstrap-server: {exc}") from None
+
+
+def parse_auth(items: list[str] | None) -> list[tuple[str, str]]:
+    out = []
+    for item in items or []:
+        scheme, sep, credential = item.partition(":")
+        if not scheme or not sep:
+            raise UsageError(f"--auth {item!r}: expected SCHEME:CREDENTIAL")
+        out.append((scheme, credential))
+    return out
+
+
+# ---------------------------------------------------------------------- output
 
 
 def stat_dict(stat: Stat) -> dict[str, int]:
@@ -55,19 +256,6 @@ def stat_text(stat: Stat) -> str:
     return "\n".join(lines)
 
 
-def parse_acl(text: str) -> list[ACL]:
-    """zkCli syntax: `scheme:id:perms[,scheme:id:perms]`, perms from `crwda`."""
-    out = []
-    for part in text.split(","):
-        scheme, _, rest = part.partition(":")
-        ident, _, perms = rest.rpartition(":")
-        bits = {"r": 1, "w": 2, "c": 4, "d": 8, "a": 16}
-        if not scheme or any(p not in bits for p in perms) or not perms:
-            raise typer.BadParameter(f"bad ACL {part!r}: expected scheme:id:perms (perms crwda)")
-        out.append(ACL(sum(bits[p] for p in set(perms)), Id(scheme, ident)))
-    return out
-
-
 def acl_text(acl: ACL) -> str:
     letters = "".join(
         c for c, bit in zip("rwcda", (1, 2, 4, 8, 16), strict=True) if acl.perms & bit
@@ -75,201 +263,392 @@ def acl_text(acl: ACL) -> str:
     return f"'{acl.id.scheme},'{acl.id.id}\n: {letters}"
 
 
+def print_error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def _die(message: str, code: int) -> NoReturn:
+    print_error(message)
+    raise typer.Exit(code)
+
+
+def _parent(path: str) -> str:
+    return path.rsplit("/", 1)[0] or "/"
+
+
+@contextmanager
+def about(path: str, special: dict[type[ZkException], str] | None = None) -> Iterator[None]:
+    """Turn a ZkException into a CommandError naming `path`; `special` maps an exception
+    class to this command's own wording (formatted with `path` and `parent`)."""
+    try:
+        yield
+    except ZkException as exc:
+        wording = (special or {}).get(type(exc))
+        if wording is None:
+            raise CommandError(describe(exc, path)) from None
+        raise CommandError(wording.format(path=path, parent=_parent(path))) from None
+
+
+# ---------------------------------------------------------------------- session
+
+
 class Session:
     """Runs commands against one client; shared by one-shot commands and the shell."""
 
-    def __init__(self, zk: ZkClient, as_json: bool, console: Console) -> None:
+    def __init__(self, zk: ZkClient, as_json: bool) -> None:
         self.zk = zk
         self.json = as_json
-        self.console = console
 
     def emit(self, data: Any, text: str) -> None:
+        # Plain print: data is shown as is (no markup, emoji or wrapping), and flushed so
+        # that a piped `watch` streams.
         if self.json:
-            print(json.dumps(data))
-        else:
-            self.console.print(text, highlight=False, markup=False)
+            print(json.dumps(data), flush=True)
+        elif text:
+            print(text, flush=True)
 
-    async def run(self, argv: list[str]) -> None:
-        if not argv:
-            return
-        cmd, args = argv[0], argv[1:]
-        handler = getattr(self, f"cmd_{cmd}", None)
-        if handler is None:
-            raise typer.BadParameter(f"unknown command {cmd!r}")
-        await handler(args)
+    # Each _parse_NAME checks the arguments and returns the bound operation.
 
-    async def cmd_ls(self, args: list[str]) -> None:
-        path = args[0] if args else "/"
-        children = await self.zk.get_children(path)
+    @staticmethod
+    def _parse_ls(flags: set[str], a: list[str]) -> Op:
+        path = check_path(a[0] if a else "/")
+        return lambda s: s.ls(path)
+
+    async def ls(self, path: str) -> None:
+        with about(path):
+            children = await self.zk.get_children(path)
         self.emit({"path": path, "children": children}, "[" + ", ".join(children) + "]")
 
-    async def cmd_get(self, args: list[str]) -> None:
-        _need(args, 1, "get PATH")
-        data, stat = await self.zk.get(args[0])
+    @staticmethod
+    def _parse_get(flags: set[str], a: list[str]) -> Op:
+        path = check_path(a[0])
+        return lambda s: s.get(path)
+
+    async def get(self, path: str) -> None:
+        with about(path):
+            data, stat = await self.zk.get(path)
         text = data.decode("utf-8", "replace")
-        self.emit({"path": args[0], "data": text, "stat": stat_dict(stat)}, text)
+        self.emit({"path": path, "data": text, "stat": stat_dict(stat)}, text)
 
-    async def cmd_stat(self, args: list[str]) -> None:
-        _need(args, 1, "stat PATH")
-        stat = await self.zk.exists(args[0])
-        if stat is None:
-            from controller.client.errors import NoNodeError
+    @staticmethod
+    def _parse_stat(flags: set[str], a: list[str]) -> Op:
+        path = check_path(a[0])
+        return lambda s: s.stat(path)
 
-            raise NoNodeError(f"Node does not exist: {args[0]}")
-        self.emit({"path": args[0], "stat": stat_dict(stat)}, stat_text(stat))
+    async def stat(self, path: str) -> None:
+        with about(path):
+            stat = await self.zk.exists(path)
+            if stat is None:
+                raise NoNodeError()
+        self.emit({"path": path, "stat": stat_dict(stat)}, stat_text(stat))
 
-    async def cmd_create(self, args: list[str]) -> None:
-        flags = {a for a in args if a in ("-e", "-s", "-c")}
-        rest = [a for a in args if a not in flags]
-        _need(rest, 1, "create [-e] [-s] [-c] PATH [DATA] [ACL]")
-        data = rest[1].encode() if len(rest) > 1 else b""
-        acl = parse_acl(rest[2]) if len(rest) > 2 else None
-        path = await self.zk.create(
-            rest[0], data, acl, ephemeral="-e" in flags, sequence="-s" in flags,
-            container="-c" in flags,
-        )  # fmt: skip
-        self.emit({"created": path}, f"Created {path}")
+    @staticmethod
+    def _parse_create(flags: set[str], a: list[str]) -> Op:
+        path = check_path(a[0], sequential="s" in flags)
+        data = a[1].encode() if len(a) > 1 else b""
+        acl = parse_acl(a[2]) if len(a) > 2 else None
+        return lambda s: s.create(path, data, acl, flags)
 
-    async def cmd_set(self, args: list[str]) -> None:
-        _need(args, 2, "set PATH DATA [VERSION]")
-        version = int(args[2]) if len(args) > 2 else -1
-        stat = await self.zk.set(args[0], args[1].encode(), version)
-        self.emit({"path": args[0], "stat": stat_dict(stat)}, f"version {stat.version}")
+    async def create(self, path: str, data: bytes, acl: list[ACL] | None, flags: set[str]) -> None:
+        special: dict[type[ZkException], str] = {
+            NoNodeError: "{path}: parent node {parent} does not exist",
+            NoChildrenForEphemeralsError: "{path}: parent node {parent} is ephemeral and "
+            "cannot have children",
+        }
+        with about(path, special):
+            created = await self.zk.create(
+                path, data, acl, ephemeral="e" in flags, sequence="s" in flags,
+                container="c" in flags,
+            )  # fmt: skip
+        self.emit({"created": created}, f"Created {created}")
 
-    async def cmd_delete(self, args: list[str]) -> None:
-        recursive = "-r" in args
-        rest = [a for a in args if a != "-r"]
-        _need(rest, 1, "delete [-r] PATH [VERSION]")
-        version = int(rest[1]) if len(rest) > 1 else -1
-        await self.zk.delete(rest[0], version, recursive=recursive)
-        self.emit({"deleted": rest[0]}, f"Deleted {rest[0]}")
+    @staticmethod
+    def _parse_set(flags: set[str], a: list[str]) -> Op:
+        path = check_path(a[0])
+        version = _int_arg(a[2], "VERSION", -1) if len(a) > 2 else -1
+        return lambda s: s.set_data(path, a[1].encode(), version)
 
-    async def cmd_deleteall(self, args: list[str]) -> None:
-        await self.cmd_delete(["-r", *args])
+    async def set_data(self, path: str, data: bytes, version: int) -> None:
+        with about(path, {BadVersionError: f"{{path}}: node is not at version {version}"}):
+            stat = await self.zk.set(path, data, version)
+        self.emit({"path": path, "stat": stat_dict(stat)}, f"version {stat.version}")
 
-    async def cmd_getacl(self, args: list[str]) -> None:
-        _need(args, 1, "getacl PATH")
-        acl, _ = await self.zk.get_acls(args[0])
-        data = [{"perms": a.perms, "scheme": a.id.scheme, "id": a.id.id} for a in acl]
-        self.emit({"path": args[0], "acl": data}, "\n".join(acl_text(a) for a in acl))
+    @staticmethod
+    def _parse_delete(flags: set[str], a: list[str]) -> Op:
+        path = check_path(a[0])
+        if path == "/":
+            raise UsageError("/: the root node cannot be deleted")
+        version = _int_arg(a[1], "VERSION", -1) if len(a) > 1 else -1
+        return lambda s: s.delete(path, version, "r" in flags)
 
-    async def cmd_setacl(self, args: list[str]) -> None:
-        _need(args, 2, "setacl PATH ACL")
-        stat = await self.zk.set_acls(args[0], parse_acl(args[1]))
-        self.emit({"path": args[0], "stat": stat_dict(stat)}, f"aclVersion {stat.aversion}")
+    @staticmethod
+    def _parse_deleteall(flags: set[str], a: list[str]) -> Op:
+        return Session._parse_delete({"r"}, a)
 
-    async def cmd_addauth(self, args: list[str]) -> None:
-        _need(args, 2, "addauth SCHEME CREDENTIAL")
-        await self.zk.add_auth(args[0], args[1])
-        self.emit({"auth": args[0]}, "")
+    async def delete(self, path: str, version: int, recursive: bool) -> None:
+        special: dict[type[ZkException], str] = {
+            NotEmptyError: "{path}: node has children (delete -r deletes the subtree)",
+            BadVersionError: f"{{path}}: node is not at version {version}",
+        }
+        with about(path, special):
+            await self.zk.delete(path, version, recursive=recursive)
+        self.emit({"deleted": path}, f"Deleted {path}")
 
-    async def cmd_sync(self, args: list[str]) -> None:
-        path = args[0] if args else "/"
-        await self.zk.sync(path)
+    @staticmethod
+    def _parse_getacl(flags: set[str], a: list[str]) -> Op:
+        path = check_path(a[0])
+        return lambda s: s.getacl(path)
+
+    async def getacl(self, path: str) -> None:
+        with about(path):
+            acl, _ = await self.zk.get_acls(path)
+        data = [{"perms": x.perms, "scheme": x.id.scheme, "id": x.id.id} for x in acl]
+        self.emit({"path": path, "acl": data}, "\n".join(acl_text(x) for x in acl))
+
+    @staticmethod
+    def _parse_setacl(flags: set[str], a: list[str]) -> Op:
+        path = check_path(a[0])
+        acl = parse_acl(a[1])
+        return lambda s: s.setacl(path, acl)
+
+    async def setacl(self, path: str, acl: list[ACL]) -> None:
+        with about(path):
+            stat = await self.zk.set_acls(path, acl)
+        self.emit({"path": path, "stat": stat_dict(stat)}, f"aclVersion {stat.aversion}")
+
+    @staticmethod
+    def _parse_addauth(flags: set[str], a: list[str]) -> Op:
+        return lambda s: s.addauth(a[0], a[1])
+
+    async def addauth(self, scheme: str, credential: str) -> None:
+        await authenticate(self.zk, scheme, credential, f"addauth {scheme}")
+        self.emit({"auth": scheme}, "")
+
+    @staticmethod
+    def _parse_sync(flags: set[str], a: list[str]) -> Op:
+        path = check_path(a[0] if a else "/")
+        return lambda s: s.sync(path)
+
+    async def sync(self, path: str) -> None:
+        with about(path):
+            await self.zk.sync(path)
         self.emit({"synced": path}, f"Sync is OK for {path}")
 
-    async def cmd_watch(self, args: list[str]) -> None:
-        _need(args, 1, "watch PATH [COUNT]")
-        count = int(args[1]) if len(args) > 1 else 0
+    @staticmethod
+    def _parse_watch(flags: set[str], a: list[str]) -> Op:
+        path = check_path(a[0])
+        count = _int_arg(a[1], "COUNT", 1) if len(a) > 1 else 0
+        return lambda s: s.watch(path, count)
+
+    async def watch(self, path: str, count: int) -> None:
         seen = 0
-        async with self.zk.watch(args[0]) as events:
-            async for ev in events:
-                name = EVENT_NAMES.get(ev.type, str(ev.type))
-                self.emit({"type": name, "path": ev.path}, f"{name} {ev.path}")
-                seen += 1
-                if count and seen >= count:
-                    return
+        with about(path):
+            async with self.zk.watch(path) as events:
+                # Registered: say so on stderr (stdout carries only the events).
+                until = f", until {count} event{'s' if count > 1 else ''}" if count else ""
+                first = f"watching {path} and below{until} (Ctrl-C to stop)"
+                print(first, file=sys.stderr, flush=True)
+                async for ev in events:
+                    name = EVENT_NAMES.get(ev.type, str(ev.type))
+                    self.emit({"type": name, "path": ev.path}, f"{name} {ev.path}")
+                    seen += 1
+                    if count and seen >= count:
+                        return
 
 
-def _need(args: list[str], n: int, usage: str) -> None:
-    if len(args) < n:
-        raise typer.BadParameter(f"usage: {usage}")
+# ---------------------------------------------------------------------- running
 
 
-def _run(
-    bootstrap: str,
-    auth: list[str] | None,
+class _ClientLog(logging.Handler):
+    """The client library's warnings, for a command line: an authentication failure is noted
+    (the server then closes the session, so the caller only sees a connection loss); other
+    warnings are printed as one line each."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.auth_failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith("zk client: authentication failed"):
+            self.auth_failed = True
+        else:
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+CLIENT_LOG = _ClientLog()  # installed by `run`
+
+
+async def authenticate(zk: ZkClient, scheme: str, credential: str, subject: str) -> None:
+    CLIENT_LOG.auth_failed = False
+    try:
+        await zk.add_auth(scheme, credential)
+    except ZkException as exc:
+        if CLIENT_LOG.auth_failed:
+            raise CommandError(f"{subject}: authentication failed") from None
+        raise CommandError(describe(exc, subject)) from None
+
+
+async def probe(servers: list[Address]) -> list[Address]:
+    """TCP-connect to every server at once. Raise Unreachable if none accepts; else return
+    the servers minus those that did not answer at all (they would stall the client).
+    A refused server stays: the client skips it at once, and it may come back."""
+    problems: dict[Address, str] = {}
+    silent: set[Address] = set()
+
+    async def one(address: Address) -> None:
+        try:
+            with trio.fail_after(PROBE_TIMEOUT_S):
+                stream = await trio.open_tcp_stream(address.host, address.port)
+            await stream.aclose()
+        except trio.TooSlowError:
+            problems[address] = f"no answer within {PROBE_TIMEOUT_S:g} s"
+            silent.add(address)
+        except OSError as exc:
+            problems[address] = str(exc) or type(exc).__name__
+
+    async with trio.open_nursery() as nursery:
+        for address in dict.fromkeys(servers):
+            nursery.start_soon(one, address)
+    if all(a in problems for a in servers):
+        details = "; ".join(f"{a}: {problems[a]}" for a in dict.fromkeys(servers))
+        raise Unreachable(f"no controller reachable ({details})")
+    return [a for a in dict.fromkeys(servers) if a not in silent]
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
+
+
+def run(
+    servers: list[Address],
+    auth: list[tuple[str, str]],
     as_json: bool,
     body: Callable[[Session], Awaitable[None]],
 ) -> None:
-    console = Console()
-    err = Console(stderr=True)
+    """Connect, authenticate, run `body`; any failure becomes one line and exit 1."""
 
     async def main() -> None:
-        async with open_client(bootstrap, connect_timeout=10) as zk:
-            for item in auth or []:
-                scheme, _, credential = item.partition(":")
-                await zk.add_auth(scheme, credential)
-            await body(Session(zk, as_json, console))
+        usable = await probe(servers)
+        entered = False
+        try:
+            async with open_client(usable, connect_timeout=SESSION_TIMEOUT_S) as zk:
+                entered = True
+                for scheme, credential in auth:
+                    await authenticate(zk, scheme, credential, f"--auth {scheme}")
+                await body(Session(zk, as_json))
+        except BaseException as exc:  # connecting failed (errors maybe in a group)
+            leaves = list(_leaves(exc))
+            if entered or not all(isinstance(e, Exception) for e in leaves):
+                raise  # the command's own failure, or Ctrl-C
+            if any(isinstance(e, ZkException) for e in leaves):  # open_client gave up
+                reason = f"connected, but no ZooKeeper session within {SESSION_TIMEOUT_S:g} s"
+            else:  # e.g. an HTTP server: its answer is no ZooKeeper frame
+                reason = f"connected, but the answer is not ZooKeeper's: {leaves[0]}"
+            where = ", ".join(map(str, usable))
+            raise Unreachable(f"no controller reachable ({where}: {reason})") from None
 
+    client_logger = logging.getLogger(ZkClient.__module__)
+    client_logger.addHandler(CLIENT_LOG)
     try:
         trio.run(main)
-    except (ZkException, BaseExceptionGroup) as exc:
-        leaf: BaseException = exc
-        while isinstance(leaf, BaseExceptionGroup):
-            leaf = leaf.exceptions[0]
-        if not isinstance(leaf, ZkException | typer.BadParameter):
-            raise
-        err.print(f"error: {type(leaf).__name__}: {leaf}", highlight=False, markup=False)
-        raise typer.Exit(1) from None
+    except BaseException as exc:
+        leaves = list(_leaves(exc))
+        leaf = next((e for e in leaves if isinstance(e, KeyboardInterrupt)), leaves[0])
+        if isinstance(leaf, KeyboardInterrupt):
+            raise typer.Exit(130) from None
+        if isinstance(leaf, CommandError | Unreachable):
+            _die(str(leaf), 1)
+        if isinstance(leaf, ZkException):
+            _die(describe(leaf), 1)
+        if isinstance(leaf, OSError | trio.BrokenResourceError | trio.ClosedResourceError):
+            _die(f"connection to the controller lost ({leaf or type(leaf).__name__})", 1)
+        raise
+    finally:
+        client_logger.removeHandler(CLIENT_LOG)
 
 
-def _command(name: str, help_text: str) -> None:
+class _ZkCommand(TyperCommand):
+    """Shows the command's own syntax in its usage line (`usage_text`)."""
+
+    usage_text = ""
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return [self.options_metavar or "[OPTIONS]", self.usage_text]
+
+
+def _command(name: str, spec: Spec) -> None:
+    # The arguments are checked by `parse`; the usage line shows their syntax.
+    argument = typer.Argument(None, metavar=spec.usage, hidden=True)
+    cls = type(f"_ZkCommand_{name}", (_ZkCommand,), {"usage_text": spec.usage})
+
     def command(
-        args: Annotated[list[str] | None, typer.Argument(help="Path and arguments.")] = None,
+        args: list[str] | None = argument,
         bootstrap_server: BootstrapOpt = DEFAULT_BOOTSTRAP,
         json_: JsonOpt = False,
         auth: AuthOpt = None,
     ) -> None:
-        argv = [name, *(args or [])]
-        _run(bootstrap_server, auth, json_, lambda s: s.run(argv))
+        try:
+            servers = parse_servers(bootstrap_server)
+            credentials = parse_auth(auth)
+            op = parse([name, *(args or [])], prog="kraft zk ")
+        except UsageError as exc:
+            _die(str(exc), 2)
+        run(servers, credentials, json_, op)
 
-    command.__doc__ = help_text
-    zk_app.command(name, context_settings={"allow_extra_args": True,
-                                           "ignore_unknown_options": True})(command)  # fmt: skip
+    command.__doc__ = spec.summary[0].upper() + spec.summary[1:] + "."
+    settings = {"allow_extra_args": True, "ignore_unknown_options": True}
+    zk_app.command(name, cls=cls, context_settings=settings)(command)
 
 
-for _name, _help in (
-    ("ls", "List the children of PATH."),
-    ("get", "Print the data of PATH."),
-    ("stat", "Print the Stat of PATH."),
-    ("create", "create [-e] [-s] [-c] PATH [DATA] [ACL]: create a node."),
-    ("set", "set PATH DATA [VERSION]: replace the data."),
-    ("delete", "delete [-r] PATH [VERSION]: delete a node (-r: with its subtree)."),
-    ("watch", "watch PATH [COUNT]: print events on PATH and below."),
-    ("getacl", "Print the ACL of PATH."),
-    ("setacl", "setacl PATH scheme:id:perms[,...]: replace the ACL."),
-    ("sync", "Make the connected controller catch up with the leader."),
-):
-    _command(_name, _help)
+for _name, _spec in COMMANDS.items():
+    if _spec.one_shot:
+        _command(_name, _spec)
 
 
 @zk_app.command("shell")
 def shell(
     bootstrap_server: BootstrapOpt = DEFAULT_BOOTSTRAP,
     json_: JsonOpt = False,
+    auth: AuthOpt = None,
 ) -> None:
-    """An interactive shell in the spirit of zkCli (commands: ls get stat create set delete
-    deleteall getacl setacl addauth sync watch quit)."""
-    console = Console()
+    """An interactive shell in the spirit of zkCli (type help for its commands)."""
+    try:
+        servers = parse_servers(bootstrap_server)
+        credentials = parse_auth(auth)
+    except UsageError as exc:
+        _die(str(exc), 2)
 
     async def body(session: Session) -> None:
-        prompt = f"[zk: {bootstrap_server.split(',')[0]}] "
+        prompt = f"[zk: {servers[0]}] "
         while True:
             line = await trio.to_thread.run_sync(_read_line, prompt)
-            if line is None or line.strip() in ("quit", "exit"):
+            if line is None:
                 return
             try:
                 argv = shlex.split(line)
             except ValueError as exc:
-                console.print(f"error: {exc}", markup=False)
+                print_error(str(exc))
+                continue
+            if not argv:
+                continue
+            if argv[0] in ("quit", "exit"):
+                return
+            if argv[0] in ("help", "?"):
+                print(shell_help(), flush=True)
                 continue
             try:
-                await session.run(argv)
-            except (ZkException, typer.BadParameter, ValueError) as exc:
-                console.print(f"error: {type(exc).__name__}: {exc}", markup=False)
+                await parse(argv)(session)
+            except (UsageError, CommandError) as exc:
+                print_error(str(exc))
+            except ZkException as exc:
+                print_error(describe(exc))
 
-    _run(bootstrap_server, None, json_, body)
+    run(servers, credentials, json_, body)
 
 
 def _read_line(prompt: str) -> str | None:

@@ -171,7 +171,10 @@ class ZkClient:
             self._fail_pending(ConnectionLossError())
             if self.state == State.CONNECTED:
                 self._set_state(State.SUSPENDED)
-            self._connected = trio.Event()
+            # Wake whoever waits on the old event: they re-check the state and wait on the
+            # new one (otherwise a waiter would sleep through the next successful connect).
+            old, self._connected = self._connected, trio.Event()
+            old.set()
             if self.state in (State.LOST, State.CLOSED):
                 break
             await trio.sleep(min(1.0, 0.01 * failures))
@@ -235,6 +238,11 @@ class ZkClient:
                     nursery.cancel_scope.cancel()
             finally:
                 self._stream = None
+
+    async def wait_connected(self) -> None:
+        """Wait until a session is established (or it is lost or the client closed)."""
+        while self.state not in (State.CONNECTED, State.LOST, State.CLOSED):
+            await self._connected.wait()
 
     async def _pinger(self, stream: trio.SocketStream) -> None:
         interval = max(0.05, self.timeout_ms / 3000)
@@ -324,7 +332,7 @@ class ZkClient:
         if self.state == State.CLOSED:
             raise ConnectionLossError("client closed")
         with trio.move_on_after(timeout or max(1.0, self.timeout_ms / 1000)) as scope:
-            await self._connected.wait()
+            await self.wait_connected()
         if scope.cancelled_caught or self._stream is None:
             raise ConnectionLossError("not connected")
         xid = next(self._xids)
@@ -443,7 +451,7 @@ class ZkClient:
     async def add_auth(self, scheme: str, credential: str) -> None:
         packet = AuthPacket(0, scheme, credential.encode())
         self._auth.append((scheme, packet.auth))
-        await self._connected.wait()
+        await self.wait_connected()
         assert self._stream is not None
         async with self._send_lock:
             await self._stream.send_all(encode_request(XID_AUTH, OpCode.AUTH, packet))
@@ -520,7 +528,7 @@ async def open_client(
     async with trio.open_nursery() as nursery:
         await nursery.start(client._run)
         with trio.move_on_after(connect_timeout):
-            await client._connected.wait()
+            await client.wait_connected()
         if client.state != State.CONNECTED:
             nursery.cancel_scope.cancel()
             raise ConnectionLossError(f"could not connect to any of {hosts}")

@@ -28,8 +28,8 @@ def setup_logging(level: str = "INFO") -> None:
 def build_node(config: NodeConfig) -> ControllerNode:
     """A controller node running the coordination service (and the admin KV machine)."""
     from controller.coord.machine import CoordStateMachine
-    from controller.service.broker_controller import BrokerController, BrokerControllerSettings
     from controller.node.statemachine import ControllerStateMachine
+    from controller.service.broker_controller import BrokerController, BrokerControllerSettings
     from controller.service.zk_service import ZkService, ZkSettings
 
     coord = CoordStateMachine(ttl_enabled=config.ttl_enabled)

@@ -222,7 +222,11 @@ class ZkService:
         self.connections: dict[int, ClientConnection] = {}
         self.by_session: dict[int, set[ClientConnection]] = {}
         self.per_address: dict[str, int] = {}
-        self._seq = itertools.count(1)
+        # Sequence numbers match applied entries to waiting requests on the origin
+        # controller. They start at the wall clock in nanoseconds, so a restarted controller
+        # re-applying its previous incarnation's entries can never complete a new request
+        # with an old result (that would need more requests than nanoseconds in between).
+        self._seq = itertools.count(time.time_ns())
         self._pending: dict[int, Callable[[Applied], None]] = {}  # seq -> completion
         self._unsent: list[tuple[int, bytes]] = []  # (seq, command) not handed to a leader yet
         self._sent: set[int] = set()  # seqs handed to the current leader, not applied yet

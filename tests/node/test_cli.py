@@ -57,10 +57,16 @@ def test_status_json_and_table(tmp_path: Path) -> None:
         result = kraft("quorum", "status", "--bootstrap-server", q.connect_string, "--json")
         assert result.returncode == 0, result.stderr
         data = json.loads(result.stdout)
-        assert set(data) >= {"leader_id", "term", "commit_index", "voters", "observers"}
-        assert [v["id"] for v in data["voters"]] == [1, 2, 3]
+        assert set(data) >= {"leader_id", "leader_epoch", "high_watermark", "voters", "observers"}
+        assert [v["node_id"] for v in data["voters"]] == [1, 2, 3]
         for v in data["voters"]:
-            assert set(v) >= {"id", "client_address", "log_end", "lag", "last_contact_ms"}
+            assert set(v) >= {
+                "node_id",
+                "client_address",
+                "log_end_offset",
+                "lag",
+                "last_contact_ms",
+            }
         table = kraft("quorum", "status", "-b", q.connect_string)
         assert "LeaderId" in table.stdout and "HighWatermark" in table.stdout
 
