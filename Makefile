@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/kraft quorum start --controllers 3 --data-dir ./kraft-data
+	$(BIN)/kraft demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
