@@ -14,6 +14,7 @@ from rich.console import Console
 
 from controller.client import ZkClient, open_client
 from controller.client.errors import ZkException, describe
+from controller.client.reach import Unreachable, probe
 from controller.metadata.image import MetadataImage
 from controller.metadata.placement import MetadataError
 from controller.metadata_client import OpFailed, first_leaf, read_image
@@ -80,13 +81,16 @@ def run(bootstrap: str, body: Callable[[ZkClient], Awaitable[T]]) -> T:
         raise fail(str(exc), 2) from None
 
     async def main() -> T:
-        async with open_client(bootstrap, connect_timeout=10) as zk:
+        usable = await probe(parse_bootstrap(bootstrap))
+        async with open_client(usable, connect_timeout=10) as zk:
             return await body(zk)
 
     try:
         return trio.run(main)
-    except (CliError, MetadataError, OpFailed, ZkException, BaseExceptionGroup) as exc:
+    except (CliError, MetadataError, OpFailed, ZkException, Unreachable, BaseExceptionGroup) as exc:
         leaf = first_leaf(exc)
+        if isinstance(leaf, Unreachable):
+            raise fail(str(leaf)) from None
         if isinstance(leaf, CliError):
             raise fail(str(leaf), leaf.code) from None
         if isinstance(leaf, MetadataError):

@@ -32,13 +32,13 @@ from controller.client.errors import (
     ZkException,
     describe,
 )
+from controller.client.reach import Unreachable, probe
 from controller.node.config import Address, ConfigError, parse_bootstrap
 from controller.zk.constants import EventType
 from controller.zk.protocol import validate_path
 from controller.zk.records import ACL, Id, Stat
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183"
-PROBE_TIMEOUT_S = 2.0  # TCP connect to every server at once: refused or silent ones fail here
 SESSION_TIMEOUT_S = 5.0  # then a ZooKeeper session with one of the servers that answered
 
 zk_app = typer.Typer(help="ZooKeeper-style commands on the coordination service.",
@@ -74,10 +74,6 @@ class UsageError(Exception):
 
 class CommandError(Exception):
     """A request failed; the message names the node (exit 1)."""
-
-
-class Unreachable(Exception):
-    """No controller answered; worded as `kraft quorum status` words it (exit 1)."""
 
 
 # ---------------------------------------------------------------------- commands
@@ -487,33 +483,6 @@ async def authenticate(zk: ZkClient, scheme: str, credential: str, subject: str)
         if CLIENT_LOG.auth_failed:
             raise CommandError(f"{subject}: authentication failed") from None
         raise CommandError(describe(exc, subject)) from None
-
-
-async def probe(servers: list[Address]) -> list[Address]:
-    """TCP-connect to every server at once. Raise Unreachable if none accepts; else return
-    the servers minus those that did not answer at all (they would stall the client).
-    A refused server stays: the client skips it at once, and it may come back."""
-    problems: dict[Address, str] = {}
-    silent: set[Address] = set()
-
-    async def one(address: Address) -> None:
-        try:
-            with trio.fail_after(PROBE_TIMEOUT_S):
-                stream = await trio.open_tcp_stream(address.host, address.port)
-            await stream.aclose()
-        except trio.TooSlowError:
-            problems[address] = f"no answer within {PROBE_TIMEOUT_S:g} s"
-            silent.add(address)
-        except OSError as exc:
-            problems[address] = str(exc) or type(exc).__name__
-
-    async with trio.open_nursery() as nursery:
-        for address in dict.fromkeys(servers):
-            nursery.start_soon(one, address)
-    if all(a in problems for a in servers):
-        details = "; ".join(f"{a}: {problems[a]}" for a in dict.fromkeys(servers))
-        raise Unreachable(f"no controller reachable ({details})")
-    return [a for a in dict.fromkeys(servers) if a not in silent]
 
 
 def _leaves(exc: BaseException) -> Iterator[BaseException]:

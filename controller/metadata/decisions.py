@@ -87,9 +87,16 @@ def become_active(image: MetadataImage, controller_id: int, timestamp_ms: int) -
     return ControllerResult(tuple(ops), epoch, (message,))
 
 
-def reconcile(image: MetadataImage, settings: ControllerSettings) -> ControllerResult:
+def reconcile(
+    image: MetadataImage, settings: ControllerSettings, *, since: MetadataImage | None = None
+) -> ControllerResult:
     """Every change the image needs now; no ops when it is consistent. Applying the ops and
     reconciling the resulting image returns no ops (each partition rule is a fixed point).
+
+    `since`: an earlier image for which `reconcile` returned no ops (the shell's last
+    consistent image). The result is the same, but only topics that changed since then
+    (`TopicImage` not shared with `since`, or a different config) and partitions naming a
+    broker whose liveness changed are examined, instead of every partition per event.
 
     In order: (a) topic deletions (`TopicDeletionManager`): the topic's subtree bottom-up,
     its config, then the marker (only the marker for an unknown topic or with
@@ -106,17 +113,32 @@ def reconcile(image: MetadataImage, settings: ControllerSettings) -> ControllerR
         _delete_topic_ops(image, name, name in deleting, ops, messages)
     changed: dict[PartitionKey, PartitionState] = {}
     created = 0
+    previous = _comparable(since, image)
+    touched: frozenset[int] = frozenset()
+    if previous is not None:
+        before = liveness(previous)
+        touched = (status.live ^ before.live) | (status.shutting ^ before.shutting)
     for name in sorted(image.topics):
         if name in deleting:
             continue
         topic = image.topics[name]
-        created += _new_partition_ops(image, topic, status, ops, messages)
+        whole = (
+            previous is None
+            or previous.topics.get(name) is not topic
+            or previous.topic_config(name) != image.topic_config(name)
+        )
+        if not whole and not touched:
+            continue  # unchanged, and was consistent
+        if whole:
+            created += _new_partition_ops(image, topic, status, ops, messages)
         unclean = unclean_enabled(image.topic_config(name))
         for partition in sorted(topic.partitions):
             replicas = topic.replicas(partition)
             if not replicas:
                 continue  # a state without an assignment entry: not ours to touch
             old = topic.partitions[partition].state
+            if not whole and not _names_any(old, replicas, touched):
+                continue  # nothing it depends on changed
             decision = decide_partition(old, replicas, status, unclean, image.controller_epoch)
             if decision is not None:
                 changed[(name, partition)] = decision.state
@@ -130,6 +152,26 @@ def reconcile(image: MetadataImage, settings: ControllerSettings) -> ControllerR
     if image.preferred_election is not None:
         ops.append(DeleteOp(r.PREFERRED_REPLICA_ELECTION, version=image.preferred_election_version))
     return ControllerResult(tuple(ops), created + len(changed), tuple(messages))
+
+
+def _comparable(since: MetadataImage | None, image: MetadataImage) -> MetadataImage | None:
+    """`since` if reconcile may look only at what changed after it, else None (full pass)."""
+    if since is None or since is image:
+        return since
+    if since.delete_requests or image.delete_requests:
+        return None  # deletions are rare: keep their interplay simple
+    if since.preferred_election is not None:
+        return None
+    return since
+
+
+def _names_any(state: PartitionState, replicas: tuple[int, ...], brokers: frozenset[int]) -> bool:
+    """Whether a partition's decision may depend on one of `brokers`."""
+    return (
+        state.leader in brokers
+        or not brokers.isdisjoint(replicas)
+        or not brokers.isdisjoint(state.isr)
+    )
 
 
 def _delete_topic_ops(

@@ -51,6 +51,7 @@ from controller.metadata.ops import CheckOp, ControllerResult, TreeOp, batches
 from controller.metadata.zkops import multi_request
 from controller.node.listeners import CommittedBatch, LeaderChange
 from controller.raft.types import LogIndex
+from controller.service.zk_service import ServiceWriteError
 from controller.zk.constants import Err, OpCode
 from controller.zk.records import MultiResponse
 
@@ -119,6 +120,7 @@ class BrokerController:
         self.partition_changes = 0
         self.last_batch_ms = 0.0
         self.last_activation_ms = 0.0  # leader change -> first reconcile applied
+        self._offline: tuple[MetadataImage, int] | None = None  # stats cache: (image, count)
 
     # ------------------------------------------------------------------ RaftListener
 
@@ -184,13 +186,21 @@ class BrokerController:
             "brokers": len(image.brokers),
             "topics": len(image.topics),
             "partitions": image.partition_count(),
-            "offline_partitions": len(offline_partitions(image)),
+            "offline_partitions": self._offline_count(image),
             "image_zxid": image.zxid,
             "activations": self.activations,
             "partition_changes": self.partition_changes,
             "last_batch_ms": round(self.last_batch_ms, 1),
             "last_activation_ms": round(self.last_activation_ms, 1),
         }
+
+    def _offline_count(self, image: MetadataImage) -> int:
+        """`len(offline_partitions(image))`, computed once per image (an O(partitions) scan,
+        which status polling would otherwise repeat on the event loop)."""
+        cached = self._offline
+        if cached is None or cached[0] is not image:
+            cached = self._offline = (image, len(offline_partitions(image)))
+        return cached[1]
 
     # ------------------------------------------------------------------ run
 
@@ -220,7 +230,7 @@ class BrokerController:
 
     async def _run_active(self, leader: LeaderChange, started: float) -> None:
         async with trio.open_nursery() as nursery:
-            session = await self.service.open_session(SESSION_TIMEOUT_MS)
+            session = await self._open_session()
             self.session_id = session
             nursery.start_soon(self._keep_alive, session)
             epoch = await self._become_active(session)
@@ -237,6 +247,16 @@ class BrokerController:
             )
             await self._control_loop(session, started)
             nursery.cancel_scope.cancel()
+
+    async def _open_session(self) -> int:
+        """Open the controller's own session, retrying while this controller stays leader
+        (a leadership change cancels the active scope, and so this loop)."""
+        while True:
+            try:
+                return await self.service.open_session(SESSION_TIMEOUT_MS)
+            except ServiceWriteError as exc:
+                log.warning("controller %d: %s; retrying", self.node.node_id, exc)
+                await trio.sleep(RETRY_S)
 
     async def _keep_alive(self, session: int) -> None:
         while True:
@@ -261,9 +281,13 @@ class BrokerController:
         fence = self.image.controller_epoch_version
         next_rebalance = trio.current_time() + interval
         first = True
+        consistent: MetadataImage | None = None  # the last image reconcile had nothing for
         while True:
             self._wake = trio.Event()
-            result = reconcile(self.image, settings)
+            image = self.image
+            result = reconcile(image, settings, since=consistent)
+            if not result.ops:
+                consistent = image
             if trio.current_time() >= next_rebalance:
                 next_rebalance = trio.current_time() + interval
                 result = result + rebalance_preferred(self.image, settings)
