@@ -25,7 +25,7 @@ from rich.console import Console
 from controller.client import ZkClient, open_client
 from controller.client.errors import ZkException
 from controller.demo_view import StepResult, snapshot, summary_table
-from controller.localquorum import LocalQuorum, QuorumError
+from controller.localquorum import LocalQuorum, QuorumError, describe_exit
 from controller.metadata.decisions import leader_counts, partitions_led_by
 from controller.metadata.image import MetadataImage
 from controller.metadata.placement import create_topic
@@ -33,6 +33,7 @@ from controller.metadata.records import NO_LEADER
 from controller.metadata_client import apply_ops, new_uuid, read_image
 from controller.node.admin_client import AdminError, _query_status
 
+DEFAULT_BOOTSTRAP = "127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183"
 TOPIC = "demo"
 PARTITIONS = 6
 REPLICATION_FACTOR = 3
@@ -97,18 +98,34 @@ class Demo:
     # ------------------------------------------------------------------ run
 
     async def run(self) -> int:
+        ok = False
+        interrupted = False
         try:
             async with trio.open_nursery() as nursery:
-                try:
-                    ok = await self._run(nursery)
-                finally:
-                    with trio.CancelScope(shield=True):
-                        await self._stop_everything()
-                    nursery.cancel_scope.cancel()
+                with trio.CancelScope() as main_scope:
+                    nursery.start_soon(self._on_signal, main_scope)
+                    try:
+                        ok = await self._run(nursery)
+                    finally:
+                        interrupted = main_scope.cancel_called
+                        with trio.CancelScope(shield=True):
+                            await self._stop_everything()
+                nursery.cancel_scope.cancel()
         except DemoError as exc:
             self.say(f"[red]error:[/red] {exc}")
             return 1
+        if interrupted:
+            return 0 if self.keep_running else 130
         return 0 if ok else 1
+
+    async def _on_signal(self, scope: trio.CancelScope) -> None:
+        # Handled here (not as KeyboardInterrupt) so Ctrl-C and SIGTERM both stop brokers and
+        # controllers in order, even when SIGINT was ignored by the parent shell.
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                self.say(f"\n{signal.Signals(signum).name}: stopping the demo")
+                scope.cancel()
+                return
 
     async def _run(self, nursery: trio.Nursery) -> bool:
         q = self.quorum
@@ -139,8 +156,7 @@ class Demo:
             ok = all(step.ok for step in self.results)
             self.say("[bold green]every step met its deadline[/bold green]" if ok else "")
             if self.keep_running:
-                self._print_next_commands()
-                await trio.sleep_forever()
+                await self._keep_running(nursery)
             return ok
 
     # ------------------------------------------------------------------ processes
@@ -173,17 +189,23 @@ class Demo:
                 self.console.print(f"  [dim]{at:6.2f}s | {text}[/dim]", highlight=False)
 
     async def _stop_everything(self) -> None:
-        for process in self.brokers.values():
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-        with trio.move_on_after(5):
-            for process in self.brokers.values():
-                await process.wait()
-        for process in self.brokers.values():
+        running = [p for p in self.brokers.values() if p.returncode is None]
+        self.step(f"Stopping {len(running)} brokers and the quorum")
+        # A second SIGTERM makes a broker skip the controlled-shutdown wait: when all stop
+        # together the last ones have nobody to hand their leaderships to.
+        for signals_sent in (1, 2):
+            for process in running:
+                if process.returncode is None:
+                    process.send_signal(signal.SIGTERM)
+            with trio.move_on_after(3 if signals_sent == 1 else 2):
+                for process in running:
+                    await process.wait()
+        for process in running:
             if process.returncode is None:
                 process.kill()
                 await process.wait()
         await trio.to_thread.run_sync(self.quorum.stop)
+        self.say("demo stopped: every broker and controller has exited")
 
     # ------------------------------------------------------------------ reading
 
@@ -345,7 +367,8 @@ class Demo:
     async def _restart_both(self, nursery: trio.Nursery) -> None:
         dead_brokers = [b for b, p in self.brokers.items() if p.returncode is not None]
         controller = self._killed_controller
-        self.step(f"Step 3: restart controller {controller} and broker(s) {dead_brokers}")
+        names = ", ".join(f"broker {b}" for b in dead_brokers)
+        self.step(f"Step 3: restart controller {controller} and {names}")
         self.say(
             "They come back: the controller catches up from the log, the broker registers "
             "with a new epoch and rejoins its ISRs, and preferred leader election (checked "
@@ -405,17 +428,45 @@ class Demo:
         await self._show()
         self._record("controlled shutdown", took, 5.0, detail)
 
+    async def _keep_running(self, nursery: trio.Nursery) -> None:
+        """Bring the stopped broker back, then keep everything up: killed controllers are
+        restarted (as `kraft quorum start` does), broker exits are reported."""
+        stopped = [b for b, p in self.brokers.items() if p.returncode is not None]
+        for broker_id in stopped:
+            await self._start_broker(nursery, broker_id)
+        await self._wait("every broker back", lambda im: len(im.brokers) == len(BROKER_RACKS), 20)
+        self._print_next_commands()
+        self.quorum.restart = True
+        reported: set[int] = set()
+        while True:
+            for event in await trio.to_thread.run_sync(self.quorum.supervise):
+                self.say(str(event))
+            for broker_id, process in self.brokers.items():
+                code = process.poll()
+                if code is not None and broker_id not in reported:
+                    reported.add(broker_id)
+                    self.say(f"broker {broker_id} exited ({describe_exit(code)})")
+                elif process.returncode is None:
+                    reported.discard(broker_id)
+            await trio.sleep(0.2)
+
     def _print_next_commands(self) -> None:
-        b = f" -b {self.quorum.connect_string}"
+        kraft = _kraft_command()
+        b = (
+            ""
+            if self.quorum.connect_string == DEFAULT_BOOTSTRAP
+            else f" -b {self.quorum.connect_string}"
+        )
         pids = {i: p.pid for i, p in self.brokers.items() if p.returncode is None}
+        victim = max(pids) if pids else None
         self.say("\nEverything keeps running (Ctrl-C stops it all). Try:")
         for line in (
-            f"kraft quorum status{b}",
-            f"kraft brokers list{b}",
-            f"kraft topics describe {TOPIC}{b}",
-            f"kraft topics create orders --partitions 12 --replication-factor 3{b}",
-            f"kraft zk get /controller{b}",
-            f"kill -9 {next(iter(pids.values()), '<broker pid>')}   # a broker: watch failover",
+            f"{kraft} quorum status{b}",
+            f"{kraft} brokers list{b}",
+            f"{kraft} topics describe {TOPIC}{b}",
+            f"{kraft} topics create orders --partitions 12 --replication-factor 3{b}",
+            f"{kraft} zk get /controller{b}",
+            f"kill -9 {pids.get(victim or 0, '<broker pid>')}   # broker {victim}: watch failover",
         ):
             self.say(f"  [bold]{line}[/bold]")
 
@@ -442,6 +493,14 @@ def _all_preferred(image: MetadataImage) -> bool:
     )
 
 
+def _kraft_command() -> str:
+    """How to run `kraft` from a shell: the venv's script if it is not on PATH."""
+    beside = Path(sys.executable).parent / "kraft"
+    if shutil.which("kraft") == str(beside) or not beside.exists():
+        return "kraft"
+    return str(beside)
+
+
 def run_demo(data_dir: Path | None, *, keep_running: bool, session_timeout_ms: int) -> int:
     """Entry point of `kraft demo`; returns the exit status."""
     console = Console() if sys.stdout.isatty() else Console(width=120)
@@ -450,9 +509,6 @@ def run_demo(data_dir: Path | None, *, keep_running: bool, session_timeout_ms: i
     demo = Demo(root, console, session_timeout_ms=session_timeout_ms, keep_running=keep_running)
     try:
         return trio.run(demo.run)
-    except KeyboardInterrupt:
-        console.print("stopped", highlight=False)
-        return 0
     finally:
         if temporary:
             shutil.rmtree(root, ignore_errors=True)

@@ -73,7 +73,7 @@ def brokers_table(image: MetadataImage, expected: Mapping[int, str]) -> Table:
 
 def partitions_table(image: MetadataImage, topic: str) -> Table:
     table = Table(
-        "Partition", "Leader", "LeaderEpoch", "Replicas", "Isr", "", title=f"Topic {topic}"
+        "Partition", "Leader", "LeaderEpoch", "Replicas", "Isr", "Status", title=f"Topic {topic}"
     )
     info = image.topics.get(topic)
     if info is None:

@@ -23,6 +23,7 @@ from controller.zk.constants import Err
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183"
 WAIT_S = 10.0
+SESSION_TIMEOUT_S = 5.0  # after a controller accepted TCP, how long to wait for a session
 POLL_S = 0.1
 ATTEMPTS = 5  # decide-and-write rounds when others write concurrently
 CONFLICTS = (Err.NODEEXISTS, Err.NONODE, Err.BADVERSION)  # someone else wrote: decide again
@@ -82,8 +83,17 @@ def run(bootstrap: str, body: Callable[[ZkClient], Awaitable[T]]) -> T:
 
     async def main() -> T:
         usable = await probe(parse_bootstrap(bootstrap))
-        async with open_client(usable, connect_timeout=10) as zk:
-            return await body(zk)
+        entered = False
+        try:
+            async with open_client(usable, connect_timeout=SESSION_TIMEOUT_S) as zk:
+                entered = True
+                return await body(zk)
+        except (ZkException, BaseExceptionGroup) as exc:
+            if entered or not isinstance(first_leaf(exc), ZkException):
+                raise  # the command's own failure (or Ctrl-C)
+            where = ", ".join(map(str, usable))
+            reason = f"connected, but no ZooKeeper session within {SESSION_TIMEOUT_S:g} s"
+            raise Unreachable(f"no controller reachable ({where}: {reason})") from None
 
     try:
         return trio.run(main)

@@ -153,7 +153,8 @@ def topics_create(
 
     ready, image = run(bootstrap_server, body)
     if not json_:
-        say(f"created topic {name} with {partitions} partitions, replication factor "
+        noun = "partition" if partitions == 1 else "partitions"
+        say(f"created topic {name} with {partitions} {noun}, replication factor "
             f"{replication_factor}")  # fmt: skip
         if not wait:
             return

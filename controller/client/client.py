@@ -44,9 +44,11 @@ from controller.zk.constants import (
     EventType,
     OpCode,
 )
+from controller.zk.jute import JuteError
 from controller.zk.protocol import (
     ClientFramer,
     ConnectedEvent,
+    FrameTooLarge,
     ReplyEvent,
     decode_notification,
     decode_response,
@@ -165,6 +167,8 @@ class ZkClient:
                 trio.ClosedResourceError,
                 trio.TooSlowError,
                 _Refused,
+                FrameTooLarge,  # the server speaks something else (an HTTP proxy, say)
+                JuteError,
             ) as group:
                 log.info("zk client: %s: %s", server, group.exceptions[0])
                 failures += 1
@@ -531,7 +535,8 @@ async def open_client(
             await client.wait_connected()
         if client.state != State.CONNECTED:
             nursery.cancel_scope.cancel()
-            raise ConnectionLossError(f"could not connect to any of {hosts}")
+            where = hosts if isinstance(hosts, str) else ",".join(map(str, hosts))
+            raise ConnectionLossError(f"could not connect to any of {where}")
         try:
             yield client
         finally:

@@ -9,7 +9,14 @@ from typing import Any
 
 import trio
 
-from controller.node.admin import MAGIC, AdminDecoder, AdminRequest, AdminResponse, encode
+from controller.node.admin import (
+    MAGIC,
+    AdminDecoder,
+    AdminProtocolError,
+    AdminRequest,
+    AdminResponse,
+    encode,
+)
 from controller.node.config import Address
 
 
@@ -90,13 +97,27 @@ async def _query_status(address: Address, timeout: float) -> dict[str, Any]:
         with trio.fail_after(timeout):
             async with open_admin(address, timeout) as client:
                 status = (await client.checked("status")).status
-    except (OSError, trio.TooSlowError, AdminError, ExceptionGroup) as exc:
+    except (
+        OSError,
+        trio.TooSlowError,
+        trio.BrokenResourceError,
+        AdminError,
+        AdminProtocolError,
+        ExceptionGroup,
+    ) as exc:
         leaf: BaseException = exc
         while isinstance(leaf, BaseExceptionGroup):
             leaf = leaf.exceptions[0]
-        if not isinstance(leaf, OSError | trio.TooSlowError | AdminError):
+        expected = OSError | trio.TooSlowError | trio.BrokenResourceError | AdminError
+        if isinstance(leaf, AdminProtocolError):
+            raise AdminError(f"{address}: the answer is not the admin protocol") from None
+        if not isinstance(leaf, expected):
             raise
-        raise AdminError(f"{address}: {leaf or type(leaf).__name__}") from None
+        if isinstance(leaf, trio.TooSlowError):
+            reason = f"no answer within {timeout:g} s"
+        else:
+            reason = str(leaf) or type(leaf).__name__
+        raise AdminError(f"{address}: {reason}") from None
     assert status is not None
     return status
 

@@ -47,7 +47,13 @@ from controller.metadata.image import (
     image_from_nodes,
     is_metadata_path,
 )
-from controller.metadata.ops import CheckOp, ControllerResult, TreeOp, batches
+from controller.metadata.ops import (
+    CONTROLLER_OPS_PER_MULTI,
+    CheckOp,
+    ControllerResult,
+    TreeOp,
+    batches,
+)
 from controller.metadata.zkops import multi_request
 from controller.node.listeners import CommittedBatch, LeaderChange
 from controller.raft.types import LogIndex
@@ -310,7 +316,7 @@ class BrokerController:
 
     async def _apply(self, session: int, fence: int, result: ControllerResult) -> _Outcome:
         began = time.perf_counter()
-        for batch in batches(result.ops):
+        for batch in batches(result.ops, CONTROLLER_OPS_PER_MULTI):
             outcome = await self._write(session, [CheckOp(r.CONTROLLER_EPOCH, fence), *batch])
             if outcome is not _Outcome.APPLIED:
                 return outcome
