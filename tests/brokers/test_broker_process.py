@@ -12,7 +12,7 @@ import pytest
 from kazoo.client import KazooClient
 
 from controller.localquorum import free_ports
-from tests.brokers.helpers import BrokerProc, ask_status, kraft, kraft_json
+from tests.brokers.helpers import BrokerProc, ask_status, kraft, kraft_json, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -55,7 +55,8 @@ def test_status_request_answers_one_json_line(bootstrap: str) -> None:
         assert re.fullmatch(r"0x[0-9a-f]+", status["metadata_zxid"])
         assert isinstance(status["leader_of"], list) and isinstance(status["follower_of"], list)
         assert isinstance(status["partitions"], dict)
-        assert 12 in status["live_brokers"]
+        # The cache learns its own registration by watch, just after registering.
+        wait_until(lambda: 12 in ask_status(broker.port)["live_brokers"], 10, "own registration")
         assert "error" in ask_status(broker.port, b'{"request":"nope"}\n')
         assert "error" in ask_status(broker.port, b"garbage\n")
     finally:
@@ -172,7 +173,7 @@ def test_topics_create_validation_errors(bootstrap: str) -> None:
         assert "INVALID_REPLICATION_FACTOR" in line
         ok = kraft("topics", "create", "dup", "--no-wait", "-b", bootstrap)
         assert ok.returncode == 0, ok.stderr
-        assert ok.stdout.strip() == "created topic dup with 1 partitions, replication factor 1"
+        assert ok.stdout.strip() == "created topic dup with 1 partition, replication factor 1"
         dup = kraft("topics", "create", "dup", "-b", bootstrap)
         assert dup.returncode == 1
         assert one_error_line(dup) == "error: topic 'dup': already exists (TOPIC_ALREADY_EXISTS)"

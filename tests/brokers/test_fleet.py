@@ -41,6 +41,12 @@ def test_topic_lifecycle_with_a_broker_fleet(bootstrap: str, zk: KazooClient) ->
     try:
         for b in fleet.values():
             b.wait_registered()
+        # Brokers SIGKILLed by earlier tests stay registered until their sessions expire;
+        # placement must see exactly this fleet.
+        wait_until(
+            lambda: sorted(int(c) for c in zk.get_children("/brokers/ids")) == list(ids),
+            what="only this fleet registered",
+        )
         data = kraft_json("topics", "create", "life", "--partitions", "3",
                           "--replication-factor", "3", "-b", bootstrap)  # fmt: skip
         assert data["created"] == "life" and data["ready"] is True
