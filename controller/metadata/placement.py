@@ -13,10 +13,10 @@ import string
 from collections.abc import Mapping, Sequence
 
 from controller.metadata import records as r
-from controller.metadata.election import UNCLEAN_LEADER_ELECTION_ENABLE
 from controller.metadata.image import MetadataImage
 from controller.metadata.ops import ControllerResult, CreateOp, SetDataOp, TreeOp
 from controller.metadata.records import TopicAssignment, TopicConfig
+from controller.metadata.topic_configs import config_problem
 
 # Kafka error names (`org.apache.kafka.common.protocol.Errors`).
 INVALID_TOPIC_EXCEPTION = "INVALID_TOPIC_EXCEPTION"
@@ -191,19 +191,13 @@ def _validate_replication_factor(image: MetadataImage, name: str, replication_fa
 
 
 def _validate_config(name: str, config: Mapping[str, str]) -> None:
-    """Any key is accepted (values are strings); booleans we act on must parse."""
+    """Kafka's topic configs only, with valid values (`topic_configs.TOPIC_CONFIGS`)."""
     for key, value in config.items():
-        if not key:
-            raise _fail(INVALID_CONFIG, name, "config key is empty")
         if not isinstance(value, str):
             raise _fail(INVALID_CONFIG, name, f"config {key} value {value!r} is not a string")
-    unclean = config.get(UNCLEAN_LEADER_ELECTION_ENABLE)
-    if unclean is not None and unclean.strip().lower() not in ("true", "false"):
-        raise _fail(
-            INVALID_CONFIG,
-            name,
-            f"{UNCLEAN_LEADER_ELECTION_ENABLE} must be true or false, not {unclean!r}",
-        )
+        problem = config_problem(key, value)
+        if problem is not None:
+            raise _fail(INVALID_CONFIG, name, problem)
 
 
 def _brokers_with_racks(image: MetadataImage) -> list[tuple[int, str | None]]:

@@ -212,7 +212,31 @@ def test_create_topic_over_leftover_config_sets_it() -> None:
             1,
             {"unclean.leader.election.enable": "yes"},
             "INVALID_CONFIG",
-            "topic 'new': unclean.leader.election.enable must be true or false, not 'yes'",
+            "topic 'new': config unclean.leader.election.enable='yes': must be true or false",
+        ),
+        (
+            "new",
+            1,
+            1,
+            {"bogus.key": "1"},
+            "INVALID_CONFIG",
+            "topic 'new': unknown topic config 'bogus.key'",
+        ),
+        (
+            "new",
+            1,
+            1,
+            {"retention.ms": "abc"},
+            "INVALID_CONFIG",
+            "topic 'new': config retention.ms='abc': not an integer",
+        ),
+        (
+            "new",
+            1,
+            1,
+            {"cleanup.policy": "compact,shred"},
+            "INVALID_CONFIG",
+            "must be a comma-separated list of delete, compact",
         ),
     ],
 )
@@ -234,7 +258,7 @@ def test_create_topic_errors(
 def test_create_topic_accepts_boolean_spellings() -> None:
     tree = cluster(None)
     for value in ("true", "FALSE", " True "):
-        config = {"unclean.leader.election.enable": value, "any.key": "v"}
+        config = {"unclean.leader.election.enable": value, "retention.ms": "-1"}
         create_topic(tree.image, "t", 1, 1, config, random.Random(0), "x")
 
 
