@@ -85,6 +85,9 @@ async def run_until_signalled(config: NodeConfig) -> None:
 
 def run_controller(config: NodeConfig) -> int:
     """Run until SIGTERM/SIGINT. Returns the process exit code."""
+    from controller.node.gc_pauses import GcPauseGuard
+
+    GcPauseGuard().install()  # this process only: a full collection must not stall Raft
     try:
         trio.run(run_until_signalled, config)
     except (StorageError, OSError, BaseExceptionGroup) as exc:
