@@ -291,12 +291,15 @@ class BrokerController:
         while True:
             self._wake = trio.Event()
             image = self.image
-            result = reconcile(image, settings, since=consistent)
+            rebalance = trio.current_time() >= next_rebalance
+            if rebalance:
+                next_rebalance = trio.current_time() + interval
+            # Decisions are pure functions of an immutable image, so they run in a worker
+            # thread: after a broker death at 100,000 partitions they take hundreds of
+            # milliseconds, which on this thread would stall the Raft loop's heartbeats.
+            result = await trio.to_thread.run_sync(_decide, image, settings, consistent, rebalance)
             if not result.ops:
                 consistent = image
-            if trio.current_time() >= next_rebalance:
-                next_rebalance = trio.current_time() + interval
-                result = result + rebalance_preferred(self.image, settings)
             if result.ops:
                 outcome = await self._apply(session, fence, result)
                 if outcome is _Outcome.FENCED:
@@ -348,6 +351,19 @@ class BrokerController:
                 )
                 return _Outcome.CONFLICT
         return _Outcome.APPLIED
+
+
+def _decide(
+    image: MetadataImage,
+    settings: ControllerSettings,
+    consistent: MetadataImage | None,
+    rebalance: bool,
+) -> ControllerResult:
+    """`reconcile`, plus the preferred-leader rebalance when it is due (worker thread)."""
+    result = reconcile(image, settings, since=consistent)
+    if rebalance:
+        result = result + rebalance_preferred(image, settings)
+    return result
 
 
 def _err_name(code: int) -> str:
