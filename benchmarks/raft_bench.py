@@ -147,12 +147,12 @@ def throughput(fsync: bool, seconds: float, connections: int, window: int) -> di
 
 def wait_caught_up(quorum: LocalQuorum, node: int, timeout: float = 60.0) -> None:
     """The next trial needs all three members: wait until the restarted one caught up."""
-    from controller.node.admin_client import AdminError, _query_status
+    from controller.node.admin_client import AdminError, query_status
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            mine = trio.run(_query_status, quorum.client_address(node), 1.0)
+            mine = trio.run(query_status, quorum.client_address(node), 1.0)
             leader = quorum.wait_for_leader()
         except AdminError:
             time.sleep(0.1)

@@ -93,10 +93,10 @@ class Ours:
         raise RuntimeError("no stable leader")
 
     def _status(self, node: int) -> dict[str, Any] | None:
-        from controller.node.admin_client import AdminError, _query_status
+        from controller.node.admin_client import AdminError, query_status
 
         try:
-            status: dict[str, Any] = trio.run(_query_status, self.q.client_address(node), 1.0)
+            status: dict[str, Any] = trio.run(query_status, self.q.client_address(node), 1.0)
         except AdminError:
             return None
         return status

@@ -13,8 +13,7 @@ from broker_demo.broker import (
     BrokerConfig,
     run_broker,
 )
-
-DEFAULT_BOOTSTRAP = "127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183"
+from controller.cli_common import DEFAULT_BOOTSTRAP
 
 
 def run(

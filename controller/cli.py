@@ -18,16 +18,14 @@ import trio
 import typer
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
+from controller.cli_common import DEFAULT_BOOTSTRAP, BootstrapOpt, JsonOpt, fail, make_console
 from controller.kafka_cli import broker_app, brokers_app, partitions_app, topics_app
 from controller.localquorum import LocalQuorum, QuorumError
 from controller.node.admin_client import AdminError, fetch_all_statuses, fetch_status
 from controller.node.config import Address, ConfigError, NodeConfig, parse_bootstrap
 from controller.zkcli import zk_app
-
-DEFAULT_BOOTSTRAP = "127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183"
 
 # rich_markup_mode=None: plain click help (rich mode reads `:id:` in help text as an emoji
 # code and shows every flag as `<bool>`).
@@ -51,31 +49,6 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(brokers_app, name="brokers")
 app.add_typer(partitions_app, name="partitions")
 app.add_typer(broker_app, name="broker")
-
-BootstrapOpt = Annotated[
-    str,
-    typer.Option(
-        "--bootstrap-server",
-        "-b",
-        metavar="HOST:PORT,...",
-        show_default=False,
-        help="Controllers' client addresses (default: the local quorum, 127.0.0.1 ports "
-        "2181-2183).",
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
-
-
-def make_console() -> Console:
-    # Tables stay readable when piped (rich assumes 80 columns without a terminal).
-    return Console() if sys.stdout.isatty() else Console(width=160)
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    # One line, shown as is: no markup or emoji in `message`, no wrapping at 80 columns.
-    line = Text.assemble(("error:", "red"), " ", message)
-    Console(stderr=True).print(line, highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 def _servers(bootstrap: str) -> list[Address]:

@@ -22,6 +22,7 @@ from typing import Any
 import trio
 from rich.console import Console
 
+from controller.cli_common import DEFAULT_BOOTSTRAP
 from controller.client import ZkClient, open_client
 from controller.client.errors import ZkException
 from controller.demo_view import StepResult, snapshot, summary_table
@@ -31,9 +32,8 @@ from controller.metadata.image import MetadataImage
 from controller.metadata.placement import create_topic
 from controller.metadata.records import NO_LEADER
 from controller.metadata_client import apply_ops, new_uuid, read_image
-from controller.node.admin_client import AdminError, _query_status
+from controller.node.admin_client import AdminError, query_status
 
-DEFAULT_BOOTSTRAP = "127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183"
 TOPIC = "demo"
 PARTITIONS = 6
 REPLICATION_FACTOR = 3
@@ -243,7 +243,7 @@ class Demo:
         out: dict[int, dict[str, Any] | None] = {}
         for node_id in self.quorum.ids:
             try:
-                status = await _query_status(self.quorum.client_address(node_id), 0.5)
+                status = await query_status(self.quorum.client_address(node_id), 0.5)
                 out[node_id] = status if self.quorum.alive(node_id) else None
             except AdminError:
                 out[node_id] = None
@@ -305,7 +305,7 @@ class Demo:
 
     async def _brokers_agree(self, timeout: float, exclude: int) -> None:
         """Wait until every other live broker's metadata view shows the current leaders."""
-        from controller.kafka_cli import _ask_status
+        from controller.kafka_cli import ask_broker_status
 
         with trio.move_on_after(timeout):
             while True:
@@ -320,7 +320,7 @@ class Demo:
                         continue
                     reg = broker.registration
                     try:
-                        status = await _ask_status(broker_id, reg.host, reg.port)
+                        status = await ask_broker_status(broker_id, reg.host, reg.port)
                     except Exception:
                         agree = False
                         break

@@ -19,19 +19,15 @@ import typer
 
 from broker_demo.cli import run as broker_run
 from controller import kafka_views as views
+from controller.cli_common import DEFAULT_BOOTSTRAP, BootstrapOpt, JsonOpt, fail, make_console
 from controller.client import ZkClient
 from controller.client.errors import RETRYABLE, NodeExistsError, NoNodeError
 from controller.kafka_common import (
     ATTEMPTS,
-    DEFAULT_BOOTSTRAP,
     POLL_S,
     WAIT_S,
-    BootstrapOpt,
     CliError,
-    JsonOpt,
-    fail,
     make_app,
-    make_console,
     read_metadata,
     run,
 )
@@ -96,9 +92,6 @@ async def ask_broker_status(broker_id: int, host: str, port: int) -> dict[str, A
     if not isinstance(reply, dict) or "error" in reply:
         raise CliError(f"{where}: {reply.get('error') if isinstance(reply, dict) else reply}")
     return reply
-
-
-_ask_status = ask_broker_status  # the name `controller.demo` imports
 
 
 @brokers_app.command("status")

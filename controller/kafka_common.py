@@ -4,7 +4,6 @@ into one `error: ...` line (exit 1; usage errors exit 2), and output helpers."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
@@ -12,6 +11,7 @@ import trio
 import typer
 from rich.console import Console
 
+from controller.cli_common import fail, make_console
 from controller.client import ZkClient, open_client
 from controller.client.errors import ZkException, describe
 from controller.client.reach import Unreachable, probe
@@ -21,7 +21,6 @@ from controller.metadata_client import OpFailed, first_leaf, read_image
 from controller.node.config import ConfigError, parse_bootstrap
 from controller.zk.constants import Err
 
-DEFAULT_BOOTSTRAP = "127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183"
 WAIT_S = 10.0
 SESSION_TIMEOUT_S = 5.0  # after a controller accepted TCP, how long to wait for a session
 POLL_S = 0.1
@@ -36,11 +35,6 @@ def make_app(short_help: str, help_text: str) -> typer.Typer:
     )
 
 
-BootstrapOpt = Annotated[
-    str,
-    typer.Option("--bootstrap-server", "-b", help="Controllers' client addresses, host:port,..."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 WaitOpt = Annotated[
     bool, typer.Option("--wait/--no-wait", help="Wait for the active controller to act.")
 ]
@@ -54,16 +48,6 @@ class CliError(Exception):
     def __init__(self, message: str, code: int = 1) -> None:
         super().__init__(message)
         self.code = code
-
-
-def make_console() -> Console:
-    # Tables stay readable when piped (rich assumes 80 columns without a terminal).
-    return Console() if sys.stdout.isatty() else Console(width=160)
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    Console(stderr=True).print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 def warn(message: str) -> None:

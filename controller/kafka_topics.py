@@ -12,23 +12,19 @@ import trio
 import typer
 
 from controller import kafka_views as views
+from controller.cli_common import DEFAULT_BOOTSTRAP, BootstrapOpt, JsonOpt, fail, make_console
 from controller.client import ZkClient
 from controller.client.errors import RETRYABLE
 from controller.kafka_common import (
     ATTEMPTS,
     CONFLICTS,
-    DEFAULT_BOOTSTRAP,
     POLL_S,
     WAIT_S,
-    BootstrapOpt,
     CliError,
-    JsonOpt,
     TimeoutOpt,
     TopicArg,
     WaitOpt,
-    fail,
     make_app,
-    make_console,
     read_metadata,
     run,
     say,

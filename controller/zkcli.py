@@ -23,6 +23,7 @@ import typer
 from typer import _click as click
 from typer.core import TyperCommand
 
+from controller.cli_common import DEFAULT_BOOTSTRAP, BootstrapOpt
 from controller.client import ZkClient, open_client
 from controller.client.errors import (
     BadVersionError,
@@ -38,23 +39,11 @@ from controller.zk.constants import EventType
 from controller.zk.protocol import validate_path
 from controller.zk.records import ACL, Id, Stat
 
-DEFAULT_BOOTSTRAP = "127.0.0.1:2181,127.0.0.1:2182,127.0.0.1:2183"
 SESSION_TIMEOUT_S = 5.0  # then a ZooKeeper session with one of the servers that answered
 
 zk_app = typer.Typer(help="ZooKeeper-style commands on the coordination service.",
                      no_args_is_help=True, rich_markup_mode=None)  # fmt: skip
 
-BootstrapOpt = Annotated[
-    str,
-    typer.Option(
-        "--bootstrap-server",
-        "-b",
-        metavar="HOST:PORT,...",
-        show_default=False,
-        help="Controllers' client addresses (default: the local quorum, 127.0.0.1 ports "
-        "2181-2183).",
-    ),
-]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (one object per line).")]
 AuthOpt = Annotated[
     list[str] | None,

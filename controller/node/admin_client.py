@@ -92,7 +92,8 @@ class AdminClient:
         return resp
 
 
-async def _query_status(address: Address, timeout: float) -> dict[str, Any]:
+async def query_status(address: Address, timeout: float) -> dict[str, Any]:
+    """One controller's own status (admin protocol); raises AdminError naming it."""
     try:
         with trio.fail_after(timeout):
             async with open_admin(address, timeout) as client:
@@ -128,7 +129,7 @@ async def fetch_status(servers: Sequence[Address], timeout: float = 3.0) -> dict
     fallback: dict[str, Any] | None = None
     for address in servers:
         try:
-            status = await _query_status(address, timeout)
+            status = await query_status(address, timeout)
         except AdminError as exc:
             errors.append(str(exc))
             continue
@@ -138,7 +139,7 @@ async def fetch_status(servers: Sequence[Address], timeout: float = 3.0) -> dict
         leader = status.get("leader_client_address")
         if leader:
             try:
-                leader_status = await _query_status(Address.parse(leader), timeout)
+                leader_status = await query_status(Address.parse(leader), timeout)
             except AdminError as exc:
                 errors.append(str(exc))
                 continue
@@ -159,7 +160,7 @@ async def fetch_all_statuses(leader_status: dict[str, Any], timeout: float = 2.0
         if not member["client_address"]:
             continue
         try:
-            out.append(await _query_status(Address.parse(member["client_address"]), timeout))
+            out.append(await query_status(Address.parse(member["client_address"]), timeout))
         except AdminError:
             continue
     return out

@@ -635,20 +635,11 @@ class ZkService:
         return True
 
     async def _await_command(self, build: Callable[[int], Command]) -> Applied | None:
-        done = trio.Event()
-        box: list[Applied] = []
-
-        def complete(result: Applied) -> None:
-            box.append(result)
-            done.set()
-
+        # Right after an election a follower may not know the leader yet: the request waits
+        # for one (bounded here) rather than turning the client away.
         with trio.move_on_after(HANDSHAKE_TIMEOUT_S):
-            # Right after an election a follower may not know the leader yet: wait for it
-            # rather than turning the client away.
-            while not self._propose(build, complete):
-                await trio.sleep(0.02)
-            await done.wait()
-        return box[0] if box else None
+            return await self.propose_command(build)
+        return None
 
     # ------------------------------------------------------------------ requests
 

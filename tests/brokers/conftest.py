@@ -8,18 +8,13 @@ import pytest
 from kazoo.client import KazooClient
 
 from controller.localquorum import LocalQuorum
+from tests.quorums import checked_quorum
 
 
 @pytest.fixture(scope="package")
 def quorum(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalQuorum]:
-    data = tmp_path_factory.mktemp("brokerquorum")
-    q = LocalQuorum(data, fsync=False)
-    with q:
-        q.wait_for_leader()
+    with checked_quorum(tmp_path_factory.mktemp("brokerquorum"), fsync=False) as q:
         yield q
-    for i in q.ids:
-        log = (data / f"node-{i}.log").read_text()
-        assert "Traceback" not in log, f"controller {i} logged a traceback:\n{log[-4000:]}"
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from kazoo.exceptions import BadVersionError, NoNodeError
 
 from controller.localquorum import LocalQuorum
 from controller.metadata import records as r
+from tests.quorums import checked_quorum
 
 pytestmark = pytest.mark.timeout(180)
 T = TypeVar("T")
@@ -23,19 +24,13 @@ T = TypeVar("T")
 
 @pytest.fixture(scope="module")
 def quorum(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalQuorum]:
-    data = tmp_path_factory.mktemp("brokerctl")
-    q = LocalQuorum(
-        data,
+    with checked_quorum(
+        tmp_path_factory.mktemp("brokerctl"),
         log_level="INFO",
         fsync=False,
         extra_args=["--leader-imbalance-check-interval-seconds", "0.5"],
-    )
-    with q:
-        q.wait_for_leader()
+    ) as q:
         yield q
-    for i in q.ids:
-        log = (data / f"node-{i}.log").read_text()
-        assert "Traceback" not in log, f"controller {i} logged a traceback:\n{log[-4000:]}"
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import pytest
 from kazoo.client import KazooClient
 
 from controller.localquorum import LocalQuorum
+from tests.quorums import checked_quorum
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -20,14 +21,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="module")
 def quorum(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalQuorum]:
-    data = tmp_path_factory.mktemp("zkquorum")
-    q = LocalQuorum(data, log_level="INFO")
-    with q:
-        q.wait_for_leader()
+    with checked_quorum(tmp_path_factory.mktemp("zkquorum"), log_level="INFO") as q:
         yield q
-    for i in q.ids:
-        log = (data / f"node-{i}.log").read_text()
-        assert "Traceback" not in log, f"controller {i} logged a traceback:\n{log[-4000:]}"
 
 
 @pytest.fixture
