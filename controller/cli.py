@@ -35,6 +35,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 quorum_app = typer.Typer(
     help="Run and inspect the controller quorum.", no_args_is_help=True, rich_markup_mode=None

@@ -56,7 +56,7 @@ def brokers_table(image: MetadataImage, expected: Mapping[int, str]) -> Table:
         broker = image.brokers.get(broker_id)
         if broker is None:
             table.add_row(
-                str(broker_id), expected.get(broker_id, "-"), "-", "-", Text("dead", "red"), "0"
+                str(broker_id), expected.get(broker_id, "-"), "-", "-", Text("offline", "red"), "0"
             )
             continue
         reg = broker.registration
