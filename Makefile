@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 sim: $(STAMP)
-	$(BIN)/python -m pytest tests/sim --seeds $(or $(SEEDS),5000)
+	$(BIN)/python -m controller.sim $(or $(SEED_START),0) $(or $(SEEDS),5000)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.raft_bench

@@ -27,6 +27,7 @@ from controller.raft.log import RaftLog
 from controller.raft.messages import (
     AppendRequest,
     AppendResponse,
+    CommitNotice,
     HeartbeatRequest,
     HeartbeatResponse,
     Message,
@@ -148,6 +149,7 @@ class _Progress:
     """Leader-side replication state of one peer."""
 
     __slots__ = (
+        "commit_sent",
         "inflight",
         "is_voter",
         "last_contact",
@@ -173,6 +175,8 @@ class _Progress:
         self.last_contact = 0
         self.stale_heartbeats = 0
         self.match_at_heartbeat: LogIndex = 0
+        # The highest commit index any message sent to this peer let it adopt.
+        self.commit_sent: LogIndex = 0
         self.snap_meta: SnapshotMeta | None = None
         self.snap_offset = 0
         self.is_voter = is_voter
@@ -405,13 +409,13 @@ class RaftCore:
                 if msg.pre_vote:
                     self._handle_vote_request(msg)
                     return
-                self._become_follower(msg.term, None)
+                self._become_follower(msg.term, None, keep_timer=True)
             elif isinstance(msg, VoteResponse) and msg.pre_vote and msg.granted:
                 pass  # a granted pre-vote echoes the term we would campaign at
-            elif isinstance(msg, AppendRequest | HeartbeatRequest | SnapshotRequest):
+            elif isinstance(msg, AppendRequest | HeartbeatRequest | SnapshotRequest | CommitNotice):
                 self._become_follower(msg.term, msg.src)
             else:
-                self._become_follower(msg.term, None)
+                self._become_follower(msg.term, None, keep_timer=True)
         elif msg.term < self._term:
             self._step_stale(msg)
             return
@@ -432,6 +436,10 @@ class RaftCore:
             self._handle_snapshot(msg)
         elif isinstance(msg, SnapshotResponse):
             self._handle_snapshot_response(msg)
+        elif isinstance(msg, CommitNotice):
+            self._follow(msg.src)
+            if msg.commit > self.commit_index:
+                self.commit_index = min(msg.commit, self._log.last_index)
         else:
             assert isinstance(msg, TimeoutNow), msg
             self._handle_timeout_now(msg)
@@ -457,7 +465,7 @@ class RaftCore:
             if self._need_broadcast:
                 self._broadcast_append()
             if self._commit_dirty:
-                self._broadcast_commit()
+                self._notify_commit()
         self._need_broadcast = False
         self._commit_dirty = False
         log = self._log
@@ -559,21 +567,32 @@ class RaftCore:
         factor = min(4.0, 1.0 + 0.5 * self._failed_elections)
         self._randomized_timeout = int(self._rng.randrange(et, 2 * et) * factor)
 
-    def _reset(self, term: Term) -> None:
+    def _reset(self, term: Term, *, keep_timer: bool = False) -> None:
         if term != self._term:
             self._term = term
             self._voted_for = None
         self._leader_id = None
-        self._election_elapsed = 0
+        if not keep_timer:
+            self._election_elapsed = 0
         self._heartbeat_elapsed = 0
         self._votes = {}
         self._transfer_target = None
         self._progress = {}
         self._reset_randomized_timeout()
 
-    def _become_follower(self, term: Term, leader: NodeId | None) -> None:
+    def _become_follower(
+        self, term: Term, leader: NodeId | None, *, keep_timer: bool = False
+    ) -> None:
+        """Follow `leader` (None: not known yet) in `term`.
+
+        `keep_timer`: a higher term learned from a candidate or a response, not from a
+        leader. The Raft paper (Figure 2) restarts the election timer only on hearing from
+        the current leader or on granting a vote; restarting it here would let a node that
+        can never win (its log is behind) hold off, forever, the nodes that could."""
         assert term >= self._term, (term, self._term)
-        self._reset(term)
+        if self._role is _LEADER:
+            keep_timer = False  # its elapsed counted check-quorum rounds, not silence
+        self._reset(term, keep_timer=keep_timer)
         self._role = _FOLLOWER if self._is_voter else _OBSERVER
         self._leader_id = leader
         if leader is not None:
@@ -696,18 +715,25 @@ class RaftCore:
         for p in self._peers():
             self._send_append(p)
 
-    def _broadcast_commit(self) -> None:
-        # Followers apply (and serve reads) only after they learn the commit index; do not
-        # make them wait for the next heartbeat when no append is on its way.
+    def _notify_commit(self) -> None:
+        # Followers apply (and answer their clients) only once they learn the commit index.
+        # Tell each one as soon as it may learn more: when the commit moves, and when a
+        # slower follower's ack arrives after the commit already passed its old match.
+        # Appends sent in this Ready already carry the commit, so this runs after them.
+        commit = self.commit_index
         for p in self._peers():
             pr = self._progress[p]
-            if pr.state is _REPLICATE and pr.next <= self._log.last_index:
-                continue  # the next append will carry it
-            self._send_heartbeat(p)
+            known = min(pr.match, commit)
+            if known > pr.commit_sent:
+                pr.commit_sent = known
+                self._send(CommitNotice(self._term, self._id, p, known), early=True)
 
     def _send_heartbeat(self, p: NodeId) -> None:
         pr = self._progress[p]
+        # Clamped to what the peer is known to hold: beyond its match index its log may
+        # still contain entries of an older term that the leader never sent.
         commit = min(pr.match, self.commit_index)
+        pr.commit_sent = max(pr.commit_sent, commit)
         self._send(HeartbeatRequest(self._term, self._id, p, commit), early=True)
 
     def _send_append(self, p: NodeId) -> None:
@@ -735,6 +761,8 @@ class RaftCore:
                 ),
                 early=True,
             )
+            # The follower adopts the commit up to the last index this append proves.
+            pr.commit_sent = max(pr.commit_sent, min(self.commit_index, prev_index + len(batch)))
             if pr.state is _PROBE:
                 pr.paused = True
                 return
@@ -818,6 +846,7 @@ class RaftCore:
             if self._won(self._votes):
                 self._become_candidate(transfer=False)
             elif self._lost(self._votes):
+                self._failed_elections += 1
                 self._become_follower(self._term, None)
             return
         if self._role is not _CANDIDATE:
@@ -826,6 +855,7 @@ class RaftCore:
         if self._won(self._votes):
             self._become_leader()
         elif self._lost(self._votes):
+            self._failed_elections += 1
             self._become_follower(self._term, None)
 
     def _follow(self, src: NodeId) -> None:
@@ -908,6 +938,7 @@ class RaftCore:
                 elif pr.state is _SNAPSHOT:
                     return
                 pr.next = max(pr.next, pr.match + 1)
+                self._commit_dirty = True  # this peer may now learn more of the commit
                 if pr.is_voter:
                     self._maybe_commit()
                 if (
@@ -1017,6 +1048,7 @@ class RaftCore:
             pr.paused = False
             pr.snap_meta = None
             pr.inflight.clear()
+            self._commit_dirty = True
             if pr.is_voter:
                 self._maybe_commit()
             self._send_append(msg.src)

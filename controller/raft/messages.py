@@ -76,6 +76,21 @@ class HeartbeatRequest:
 
 
 @attrs.frozen(slots=True)
+class CommitNotice:
+    """The leader's commit index moved past what this follower was told: adopt
+    `commit` (already clamped to the follower's match index). No answer is expected.
+
+    Sent as soon as an acknowledgement lets the follower learn more (etcd-io/raft bumps a
+    follower's commit the same way; ZooKeeper sends COMMIT to every follower at once), so a
+    client connected to a follower does not wait for the next heartbeat."""
+
+    term: Term
+    src: NodeId
+    dst: NodeId
+    commit: LogIndex
+
+
+@attrs.frozen(slots=True)
 class HeartbeatResponse:
     """Follower is alive; `last_index` lets the leader notice a follower that needs catch-up."""
 
@@ -131,6 +146,7 @@ Message = (
     | SnapshotRequest
     | SnapshotResponse
     | TimeoutNow
+    | CommitNotice
 )
 
 MESSAGE_TYPES: tuple[type, ...] = (
@@ -143,4 +159,5 @@ MESSAGE_TYPES: tuple[type, ...] = (
     SnapshotRequest,
     SnapshotResponse,
     TimeoutNow,
+    CommitNotice,
 )

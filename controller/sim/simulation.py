@@ -22,60 +22,26 @@ from collections.abc import Callable
 import attrs
 
 from controller.raft.core import NotLeader, ProposalsBlocked, RaftConfig, RaftCore
-from controller.raft.messages import Message, SnapshotRequest, TimeoutNow
+from controller.raft.messages import (
+    AppendResponse,
+    HeartbeatResponse,
+    Message,
+    SnapshotRequest,
+    SnapshotResponse,
+    TimeoutNow,
+    VoteResponse,
+)
 from controller.raft.ready import Ready
 from controller.raft.types import Entry, EntryKind, LogIndex, NodeId, Snapshot, Term
+from controller.sim.liveness import HealMonitor
+from controller.sim.options import TICK, SimOptions
 from controller.sim.storage import SimStorage
 
-TICK = 10  # time units per Raft tick; message delays are drawn in units
+RESPONSES = (AppendResponse, HeartbeatResponse, VoteResponse, SnapshotResponse)
 
 
 class SimulationFailure(AssertionError):
     """An invariant broke (or liveness failed) for a seed; the message carries the trace."""
-
-
-@attrs.frozen
-class SimOptions:
-    """Knobs of one run; `SimOptions.for_seed` draws them from the seed."""
-
-    voters: int = 3
-    observers: int = 0
-    fault_ticks: int = 600
-    heal_ticks: int = 200
-    catch_up_ticks: int = 1500
-    election_ticks: int = 10
-    heartbeat_ticks: int = 2
-    loss: float = 0.02
-    duplicate: float = 0.02
-    max_delay: int = 15  # units; a tick is TICK units
-    long_delay: float = 0.01  # chance of a delay of several ticks (reordering)
-    fault_every: int = 40  # ticks between faults, on average
-    propose_every: int = 2  # ticks between proposals, on average
-    snapshot_every: int = 60  # ticks between snapshots of a random node, on average
-    chunk_bytes: int = 64
-    max_inflight: int = 4
-    max_append_entries: int = 16
-    max_uncommitted: int = 200
-    pre_vote: bool = True
-    check_quorum: bool = True
-
-    @classmethod
-    def for_seed(cls, seed: int) -> SimOptions:
-        r = random.Random(f"options-{seed}")
-        return cls(
-            voters=r.choice((1, 3, 3, 3, 5, 5)),
-            observers=r.choice((0, 0, 1)),
-            loss=r.choice((0.0, 0.01, 0.05, 0.1)),
-            duplicate=r.choice((0.0, 0.02, 0.05)),
-            max_delay=r.choice((2, 10, 30)),
-            long_delay=r.choice((0.0, 0.01, 0.03)),
-            fault_every=r.choice((15, 40, 80)),
-            snapshot_every=r.choice((20, 60, 200)),
-            max_inflight=r.choice((1, 4, 16)),
-            max_append_entries=r.choice((2, 8, 64)),
-            pre_vote=r.random() < 0.85,
-            check_quorum=r.random() < 0.85,
-        )
 
 
 class SimStateMachine:
@@ -117,6 +83,10 @@ class SimNode:
         self.max_commit = 0
         # A pending mid-Ready crash: the stage at which processing stops.
         self.crash_at_stage: int | None = None
+        # A Ready whose fsync is still running (slow disk), and the inputs (messages and
+        # ticks) that queue up meanwhile, as in the real node's inbox.
+        self.syncing: Ready | None = None
+        self.backlog: list[Message | None] = []  # None stands for a tick
 
     def _new_core(self) -> RaftCore:
         rng = random.Random(f"{self._seed}-{self.id}-{self.incarnation}")
@@ -126,6 +96,8 @@ class SimNode:
         self.alive = False
         self.storage.crash()
         self.crash_at_stage = None
+        self.syncing = None
+        self.backlog = []
 
     def restart(self) -> None:
         assert not self.alive
@@ -180,6 +152,13 @@ class Simulation:
         self._seq = 0
         self._queue: list[_Event] = []
         self.blocked: set[tuple[NodeId, NodeId]] = set()  # (src, dst) links that drop
+        self.laggard_cut: set[tuple[NodeId, NodeId]] = set()  # the laggard's links
+        self.response_blocked: set[tuple[NodeId, NodeId]] = set()  # drop answers only
+        self.long_delay = o.long_delay
+        # link -> last time a message on it was lost or overtaken (a straggler)
+        self.last_disorder: dict[tuple[NodeId, NodeId], int] = {}
+        self.leader_since: dict[Term, int] = {}  # when each term's leader took over
+        self.monitor: HealMonitor | None = None
         self._link_clock: dict[tuple[NodeId, NodeId], int] = {}
         self.loss = o.loss
         self.duplicate = o.duplicate
@@ -197,6 +176,7 @@ class Simulation:
             "timeout_now": 0,
             "crashes": 0,
             "messages": 0,
+            "slow_fsyncs": 0,
         }
         self.faulting = True
 
@@ -222,50 +202,89 @@ class Simulation:
             self.stats["snapshot_chunks"] += 1
         elif isinstance(msg, TimeoutNow):
             self.stats["timeout_now"] += 1
-        if (msg.src, msg.dst) in self.blocked or self.rng.random() < self.loss:
+        if self.cut_off(msg) or self.rng.random() < self.loss:
+            self.last_disorder[(msg.src, msg.dst)] = self.now
             return
         copies = 2 if self.rng.random() < self.duplicate else 1
         link = (msg.src, msg.dst)
         for _ in range(copies):
             delay = self.rng.randint(1, self.opt.max_delay)
-            if self.rng.random() < self.opt.long_delay:
+            if self.rng.random() < self.long_delay:
                 # A straggler: overtaken by later messages (reordering).
                 delay += self.rng.randint(1, 8) * TICK
+                self.last_disorder[link] = self.now
             else:
                 # Links are mostly FIFO, like the TCP connections of the real node.
                 delay = max(delay, self._link_clock.get(link, 0) - self.now)
                 self._link_clock[link] = self.now + delay
             self.schedule(delay, "deliver", msg)
 
+    def cut_off(self, msg: Message) -> bool:
+        link = (msg.src, msg.dst)
+        if link in self.blocked or link in self.laggard_cut:
+            return True
+        return link in self.response_blocked and isinstance(msg, RESPONSES)
+
     # ------------------------------------------------------------------ ready processing
 
     def process(self, node: SimNode) -> None:
         core = node.core
-        while node.alive and core.has_ready():
+        while node.alive and node.syncing is None and core.has_ready():
+            was_leader = core.is_leader
             rd = core.ready()
-            if not self._handle_ready(node, rd):
+            if not self._ready_early(node, rd):
                 return
-            core.advance(rd)
-            self.check_node(node, rd)
+            slow = self.opt.slow_leader_disk_ticks
+            if slow and was_leader and rd.must_sync:
+                # The fsync blocks this node's loop; inputs queue until it returns.
+                node.syncing = rd
+                self.stats["slow_fsyncs"] += 1
+                self.schedule(slow * TICK, "fsync_done", (node.id, node.incarnation))
+                return
+            if not self._finish_ready(node, rd):
+                return
 
-    def _handle_ready(self, node: SimNode, rd: Ready) -> bool:
-        """Run the host loop for one Ready; False if the node crashed in the middle."""
-        stage = node.crash_at_stage
-
-        def crash_here(s: int) -> bool:
-            if stage == s:
-                self.log(f"n{node.id} crashes mid-ready at stage {s}")
-                node.crash()
-                self.schedule(self.rng.randint(5, 60) * TICK, "restart", node.id)
-                return True
+    def _finish_ready(self, node: SimNode, rd: Ready) -> bool:
+        if not self._ready_durable(node, rd):
             return False
+        node.core.advance(rd)
+        self.check_node(node, rd)
+        if self.monitor is not None:
+            self.monitor.after_ready(node)
+        return True
 
-        if crash_here(0):
+    def _fsync_done(self, node: SimNode) -> None:
+        rd = node.syncing
+        assert rd is not None
+        node.syncing = None
+        if not self._finish_ready(node, rd):
+            return
+        while node.backlog and node.alive and node.syncing is None:
+            item = node.backlog.pop(0)
+            if item is None:
+                node.core.tick()
+            else:
+                node.core.step(item)
+            self.process(node)
+
+    def _crash_here(self, node: SimNode, stage: int) -> bool:
+        if node.crash_at_stage == stage:
+            self.log(f"n{node.id} crashes mid-ready at stage {stage}")
+            node.crash()
+            self.schedule(self.rng.randint(5, 60) * TICK, "restart", node.id)
+            return True
+        return False
+
+    def _ready_early(self, node: SimNode, rd: Ready) -> bool:
+        """Host loop up to the fsync; False if the node crashed in the middle."""
+        if self._crash_here(node, 0):
             return False
         for m in rd.early_messages:
             self.send(m)
-        if crash_here(1):
-            return False
+        return not self._crash_here(node, 1)
+
+    def _ready_durable(self, node: SimNode, rd: Ready) -> bool:
+        """Host loop from persistence on; False if the node crashed in the middle."""
         st = node.storage
         if rd.snapshot is not None:
             st.install_snapshot(rd.snapshot)
@@ -274,13 +293,13 @@ class Simulation:
             self.stats["snapshots_installed"] += 1
             self.check_digest(node)
         st.append(rd.entries)
-        if crash_here(2):
+        if self._crash_here(node, 2):
             return False
         if rd.hard_state is not None:
             st.save_hard_state(rd.hard_state)
         if rd.must_sync:
             st.sync()
-        if crash_here(3):
+        if self._crash_here(node, 3):
             return False
         for m in rd.messages:
             self.send(m)
@@ -315,6 +334,7 @@ class Simulation:
 
     def on_new_leader(self, node: SimNode, term: Term) -> None:
         self.stats["elections"] += 1
+        self.leader_since.setdefault(term, self.now)
         other = self.leaders.setdefault(term, node.id)
         if other != node.id:
             self.fail(f"two leaders in term {term}: n{other} and n{node.id}")
@@ -359,7 +379,9 @@ class Simulation:
     def random_fault(self) -> None:
         r = self.rng
         ids = list(self.nodes)
-        kind = r.choice(("partition", "isolate", "oneway", "heal", "crash", "crash_mid"))
+        kind = r.choice(
+            ("partition", "isolate", "oneway", "responses", "heal", "crash", "crash_mid")
+        )
         if kind == "partition" and len(ids) > 1:
             r.shuffle(ids)
             cut = r.randint(1, len(ids) - 1)
@@ -374,8 +396,14 @@ class Simulation:
             x, y = r.sample(ids, 2)
             self.blocked = self.blocked | {(x, y)}
             self.log(f"drop n{x} -> n{y}")
+        elif kind == "responses" and len(ids) > 1:
+            # Asymmetric: requests get through, their answers do not.
+            x, y = r.sample(ids, 2)
+            self.response_blocked = self.response_blocked | {(x, y)}
+            self.log(f"drop responses n{x} -> n{y}")
         elif kind == "heal":
             self.blocked = set()
+            self.response_blocked = set()
             self.log("heal network")
         elif kind in ("crash", "crash_mid"):
             live = [n for n in self.nodes.values() if n.alive]
@@ -390,8 +418,14 @@ class Simulation:
             else:
                 node.crash_at_stage = r.randint(0, 3)
 
+    def _idle_leaders(self) -> list[SimNode]:
+        # A node blocked in fsync takes no input (the real node proposes between Readies).
+        return [
+            n for n in self.nodes.values() if n.alive and n.syncing is None and n.core.is_leader
+        ]
+
     def maybe_transfer(self) -> None:
-        leaders = [n for n in self.nodes.values() if n.alive and n.core.is_leader]
+        leaders = self._idle_leaders()
         if leaders:
             node = self.rng.choice(leaders)
             self.log(f"n{node.id} transfers leadership")
@@ -399,7 +433,7 @@ class Simulation:
 
     def propose(self) -> bool:
         """Propose a small batch to a node that believes it leads; True if accepted."""
-        leaders = [n for n in self.nodes.values() if n.alive and n.core.is_leader]
+        leaders = self._idle_leaders()
         if not leaders:
             return False
         node = self.rng.choice(leaders)
@@ -408,13 +442,15 @@ class Simulation:
             self._proposal_counter += 1
             batch.append(f"cmd-{self._proposal_counter}".encode())
         try:
-            node.core.propose(batch)
+            index, _ = node.core.propose(batch)
         except (NotLeader, ProposalsBlocked):
             return False
+        if self.monitor is not None and self.monitor.steady_from is not None:
+            self.monitor.proposed(node, index)
         return True
 
     def take_snapshot(self) -> None:
-        live = [n for n in self.nodes.values() if n.alive]
+        live = [n for n in self.nodes.values() if n.alive and n.syncing is None]
         if not live:
             return
         node = self.rng.choice(live)
@@ -434,19 +470,36 @@ class Simulation:
         if ev.kind == "tick":
             order = list(self.nodes.values())
             self.rng.shuffle(order)
+            even = (self.now // TICK) % 2 == 0
+            skewed = self.opt.skewed_node
             for node in order:
-                if node.alive:
-                    node.core.tick()
-                    self.process(node)
+                if node.id == skewed and self.opt.skew == "slow" and not even:
+                    continue  # this clock runs at half speed
+                self.tick_node(node)
+            if skewed and self.opt.skew == "fast":
+                self.schedule(TICK // 2, "tick_one", skewed)
             self.schedule(TICK, "tick")
+        elif ev.kind == "tick_one":
+            assert isinstance(ev.payload, int)
+            self.tick_node(self.nodes[ev.payload])
         elif ev.kind == "deliver":
             msg = ev.payload
             assert isinstance(msg, Message)
             node = self.nodes[msg.dst]
-            if not node.alive or (msg.src, msg.dst) in self.blocked:
+            if not node.alive or self.cut_off(msg):
+                self.last_disorder[(msg.src, msg.dst)] = self.now
+                return
+            if node.syncing is not None:
+                node.backlog.append(msg)
                 return
             node.core.step(msg)
             self.process(node)
+        elif ev.kind == "fsync_done":
+            assert isinstance(ev.payload, tuple)
+            nid, incarnation = ev.payload
+            node = self.nodes[nid]
+            if node.alive and node.incarnation == incarnation and node.syncing is not None:
+                self._fsync_done(node)
         elif ev.kind == "propose":
             self.propose()
         elif ev.kind == "restart":
@@ -458,6 +511,15 @@ class Simulation:
                 self.log(f"restart n{nid} (term {node.core.term}, last {node.core.last_index})")
                 self.check_digest(node)
                 self.process(node)
+
+    def tick_node(self, node: SimNode) -> None:
+        if not node.alive:
+            return
+        if node.syncing is not None:
+            node.backlog.append(None)
+            return
+        node.core.tick()
+        self.process(node)
 
     def _every(self, mean_ticks: int) -> bool:
         return self.rng.random() < 1.0 / max(1, mean_ticks)
@@ -491,13 +553,27 @@ class Simulation:
             if ticks % 25 == 0:
                 self.check_log_matching()
 
+        if o.laggard:
+            # One voter is cut off for most of the fault phase: it comes back far behind,
+            # past the others' snapshots, and (pre-vote off) campaigns with higher terms.
+            lag = self.rng.choice(self.voters)
+            others = [n for n in self.nodes if n != lag]
+            self.laggard_cut = {(lag, n) for n in others} | {(n, lag) for n in others}
+            self.log(f"laggard n{lag} cut off")
+            self.run_until(o.fault_ticks * 3 // 4 * TICK, fault_phase)
+            self.laggard_cut = set()
+            self.log(f"laggard n{lag} rejoins")
         self.run_until(o.fault_ticks * TICK, fault_phase)
 
         # Heal: full connectivity, every node up, no loss. Liveness must follow.
         self.faulting = False
         self.blocked = set()
+        self.response_blocked = set()
+        self.laggard_cut = set()
         self.loss = 0.0
+        self.long_delay = 0.0
         self.log("--- heal: network repaired, all nodes restarted ---")
+        monitor = self.monitor = HealMonitor(self)
         for node in self.nodes.values():
             node.crash_at_stage = None
             if not node.alive:
@@ -511,28 +587,30 @@ class Simulation:
             # (Re)propose a marker until one commits: a leader may lose its uncommitted
             # proposal when it is deposed, exactly as a real client would retry.
             nonlocal attempt
+            monitor.check()
             if attempt is not None:
                 node = self.nodes[attempt[0]]
                 if node.core.is_leader and node.core.term == attempt[1]:
                     return
-            for node in self.nodes.values():
-                if node.core.is_leader:
-                    marker = f"final-{len(finals)}".encode()
-                    try:
-                        node.core.propose([marker])
-                    except (NotLeader, ProposalsBlocked):
-                        return
-                    finals.append(marker)
-                    attempt = (node.id, node.core.term)
+            for node in self._idle_leaders():
+                marker = f"final-{len(finals)}".encode()
+                try:
+                    node.core.propose([marker])
+                except (NotLeader, ProposalsBlocked):
                     return
+                finals.append(marker)
+                attempt = (node.id, node.core.term)
+                return
 
-        # Election liveness: a leader that can commit within `heal_ticks`; catch-up of every
+        # Election liveness: a leader within a few election timeouts; catch-up of every
         # replica (bounded by the backlog the faults left behind) within a larger bound.
-        deadline = start + o.heal_ticks * TICK
-        while self.now < deadline and not any(n.core.is_leader for n in self.nodes.values()):
+        bound = monitor.leader_bound_ticks()
+        deadline = start + bound * TICK
+        while self.now < deadline and not self._leader_exists():
             self.run_until(self.now + TICK, heal_phase)
-        if not any(n.core.is_leader for n in self.nodes.values()):
-            self.fail(f"no leader {o.heal_ticks} ticks after healing: {self._roles()}")
+        if not self._leader_exists():
+            self.fail(f"no leader {bound} ticks after healing: {self._roles()}")
+        self.stats["leader_after_heal_ticks"] = (self.now - start) // TICK
         deadline = self.now + o.catch_up_ticks * TICK
         while self.now < deadline:
             self.run_until(self.now + TICK, heal_phase)
@@ -540,10 +618,25 @@ class Simulation:
                 break
         else:
             self.fail(f"no commit {o.catch_up_ticks} ticks after a leader: {self._roles()}")
-        self.check_log_matching()
         self.stats["heal_ticks"] = (self.now - start) // TICK
+
+        # Steady: a healthy, caught-up quorum under load keeps its leader and its terms,
+        # commits within round trips, and tells every follower at once.
+        monitor.begin_steady()
+
+        def steady_phase() -> None:
+            monitor.check()
+            if self._every(o.propose_every):
+                self.schedule(self.rng.randint(1, TICK - 1), "propose")
+
+        self.run_until(self.now + o.steady_ticks * TICK, steady_phase)
+        monitor.check()
+        self.check_log_matching()
         self.stats["committed"] = len(self.committed)
         return self.stats
+
+    def _leader_exists(self) -> bool:
+        return any(n.core.is_leader for n in self.nodes.values())
 
     def _roles(self) -> list[tuple[NodeId, str, Term, LogIndex, LogIndex]]:
         return [

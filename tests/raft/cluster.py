@@ -31,6 +31,9 @@ class Cluster:
     def heal(self) -> None:
         self.cut = set()
 
+    def heal_between(self, a: NodeId, b: NodeId) -> None:
+        self.cut -= {(a, b), (b, a)}
+
     def stabilize(self, rounds: int = 200) -> None:
         queue: list[Message] = []
         for _ in range(rounds):
