@@ -12,6 +12,7 @@ an expired session makes it LOST (every later call raises SessionExpiredError).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import itertools
 import logging
@@ -43,6 +44,7 @@ from controller.zk.constants import (
     CreateMode,
     EventType,
     OpCode,
+    WatcherType,
 )
 from controller.zk.jute import JuteError
 from controller.zk.protocol import (
@@ -70,6 +72,7 @@ from controller.zk.records import (
     GetDataRequest,
     Id,
     MultiRequest,
+    RemoveWatchesRequest,
     SetACLRequest,
     SetDataRequest,
     SetWatches,
@@ -137,11 +140,16 @@ class ZkClient:
         self._persistent: dict[str, list[WatchCallback]] = {}
         self._auth: list[tuple[str, bytes]] = []
         self.server: Address | None = None
+        self.last_heard = 0.0  # trio clock of the last bytes received from a server
 
     # ------------------------------------------------------------------ lifecycle
 
     def add_listener(self, listener: Callable[[State], None]) -> None:
         self._state_listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[State], None]) -> None:
+        if listener in self._state_listeners:
+            self._state_listeners.remove(listener)
 
     def _set_state(self, state: State) -> None:
         if state != self.state:
@@ -215,6 +223,7 @@ class ZkClient:
             )
             self._stream = stream
             self.server = server
+            self.last_heard = trio.current_time()
             # Re-authenticate and re-arm watches before anything else (as the Java client).
             for scheme, credential in self._auth:
                 await stream.send_all(
@@ -264,6 +273,7 @@ class ZkClient:
                 raise _Refused("no traffic from the server within the read timeout")
             if not data:
                 raise _Refused("server closed the connection")
+            self.last_heard = trio.current_time()
             framer.feed(bytes(data))
             while (event := framer.next_event()) is not None:
                 assert isinstance(event, ReplyEvent)
@@ -401,7 +411,11 @@ class ZkClient:
     async def get(self, path: str, watch: WatchCallback | None = None) -> tuple[bytes, Stat]:
         if watch is not None:
             self._data_watches.setdefault(path, []).append(watch)
-        resp = await self._call(OpCode.GET_DATA, GetDataRequest(path, watch is not None))
+        try:
+            resp = await self._call(OpCode.GET_DATA, GetDataRequest(path, watch is not None))
+        except NoNodeError:
+            _forget(self._data_watches, path, watch)  # the server set no watch
+            raise
         return resp.data or b"", resp.stat
 
     async def exists(self, path: str, watch: WatchCallback | None = None) -> Stat | None:
@@ -436,7 +450,13 @@ class ZkClient:
     async def get_children(self, path: str, watch: WatchCallback | None = None) -> list[str]:
         if watch is not None:
             self._child_watches.setdefault(path, []).append(watch)
-        resp = await self._call(OpCode.GET_CHILDREN, GetChildrenRequest(path, watch is not None))
+        try:
+            resp = await self._call(
+                OpCode.GET_CHILDREN, GetChildrenRequest(path, watch is not None)
+            )
+        except NoNodeError:
+            _forget(self._child_watches, path, watch)  # the server set no watch
+            raise
         return list(resp.children)
 
     async def get_children_with_stat(self, path: str) -> tuple[list[str], Stat]:
@@ -482,6 +502,19 @@ class ZkClient:
             OpCode.ADD_WATCH, AddWatchRequest(path, AddWatchMode.PERSISTENT_RECURSIVE)
         )
 
+    async def remove_persistent_watch(self, path: str, callback: WatchCallback) -> None:
+        """Stop calling `callback` for events below `path`. When it was the last callback on
+        `path`, the watch is no longer re-added after a reconnect and is removed from the
+        server too (unless a one-shot data watch on `path` itself shares the removal)."""
+        _forget(self._persistent, path, callback)
+        if path in self._persistent or path in self._data_watches or path in self._exist_watches:
+            return
+        if self.state == State.CONNECTED:
+            with contextlib.suppress(ZkException):
+                await self._call(
+                    OpCode.REMOVE_WATCHES, RemoveWatchesRequest(path, WatcherType.DATA)
+                )
+
     @asynccontextmanager
     async def watch(self, path: str) -> AsyncIterator[trio.MemoryReceiveChannel[WatchedEvent]]:
         """Every event on `path` and below, as an async iterator (a persistent watch)."""
@@ -516,6 +549,18 @@ class ZkClient:
 
 
 NodeExistsCode = -110
+
+
+def _forget(
+    table: dict[str, list[WatchCallback]], path: str, callback: WatchCallback | None
+) -> None:
+    callbacks = table.get(path)
+    if callback is None or callbacks is None:
+        return
+    if callback in callbacks:
+        callbacks.remove(callback)
+    if not callbacks:
+        table.pop(path, None)
 
 
 class _Refused(Exception):
