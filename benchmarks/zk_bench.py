@@ -1,356 +1,236 @@
 """Side by side: our 3-controller quorum vs a 3-node Apache ZooKeeper 3.8 ensemble.
 
-    python -m benchmarks.zk_bench [--seconds 6] [--connections 16] [--inflight 32]
-                                  [--only ours|zookeeper] [--skip-failover] [--skip-expiry]
+    python -m benchmarks.zk_bench [--rows idle,lone,kazoo,throughput,mix,failover,expiry]
+                                  [--seconds 6] [--lone-seconds 5] [--connections 16]
+                                  [--inflight 32] [--only ours|zookeeper]
 
 Both run on this machine, one after the other, with fsync on (ZooKeeper's default
-forceSync=yes; our default fsync=always), and are driven by the *same* pipelined
-ZooKeeper-protocol load generator (`benchmarks/zk_load.py`, hand-encoded jute), connections
-spread over the three servers. Printed for each system:
+forceSync=yes; our default fsync=always), and are driven by the *same* clients: the
+hand-encoded jute of `zk_load.py` (pipelined) and `zk_lone.py` (one request in flight), and
+kazoo. Rows (`--rows` selects; default all):
 
-1. create, setData and getData throughput of 100-byte values, with p50/p99 latency;
-2. leader-kill window: writers (one request in flight) on the two non-leader servers keep
-   their sessions across reconnects; the leader is SIGKILLed; the window is the time until
-   the first write *sent after the kill* succeeds (5 trials: median and max);
-3. ephemeral-expiry delay: a session with a 4,000 ms timeout creates an ephemeral node and
-   its connection dies without closing the session; the delay is the time until another
-   client sees the node gone (3 trials, median).
+- idle: CPU of the three server processes together with no client, over `--idle-seconds`
+  after `--idle-settle` seconds, in % of one core (`/proc/<pid>/stat`);
+- lone: one connection, one request in flight: setData and create of 100 bytes, and
+  getData, on a follower and again on the leader (found with `srvr` on both systems);
+- kazoo: the same through kazoo's synchronous `set()` / `create()`, on a follower;
+- throughput: create, setData and getData pipelined (`--connections` x `--inflight`,
+  spread over the three servers), 100-byte values;
+- mix: 90 % getData / 10 % setData on the same keys, pipelined likewise;
+- failover: leader-kill window (`zk_failover.py`; `--trials`, median and max);
+- expiry: ephemeral-expiry delay of a dead session with a 4,000 ms timeout (3 trials).
 
-Then a table of ours/ZooKeeper ratios. Targets: writes >= 1.0x, reads >= 1.0x, failover
-window <= ZooKeeper's.
+Then a table of ours / ZooKeeper ratios with the targets of issue #8 and whether each is met.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
-import struct
-import tempfile
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 import trio
 
-from benchmarks.zk_ensemble import ZooKeeperEnsemble, zookeeper_available
-from benchmarks.zk_load import (
-    OP_CREATE,
-    OP_SET_DATA,
-    LoadResult,
-    ZkConnection,
-    encode_request,
-    parse_servers,
-    run_load,
-)
-from controller.localquorum import LocalQuorum
+from benchmarks.zk_ensemble import zookeeper_available
+from benchmarks.zk_failover import expiry_delays, failover_windows
+from benchmarks.zk_load import LoadResult, run_load
+from benchmarks.zk_lone import idle_cpu, lone_kazoo, lone_raw
+from benchmarks.zk_systems import System, roles, start
 
-OP_EXISTS = 3
-OP_SYNC = 9
+ROWS = ("idle", "lone", "kazoo", "throughput", "mix", "failover", "expiry")
+LONE_OPS = ("set", "create", "get")
+OP_LABEL = {"set": "setData", "create": "create", "get": "getData", "mix": "90/10 mix"}
 
 
-def _path_request(xid: int, op: int, path: bytes) -> bytes:
-    """exists (path, watch=false) or sync (path)."""
-    body = struct.pack(">ii", xid, op) + struct.pack(">i", len(path)) + path
-    if op == OP_EXISTS:
-        body += b"\0"
-    return struct.pack(">i", len(body)) + body
+def _show(name: str, label: str, result: LoadResult) -> None:
+    p50, p99 = result.percentile(0.5), result.percentile(0.99)
+    print(
+        f"  {name} {label:<28}{result.rate:>9,.0f} ops/s  p50 {p50:6.2f} ms  p99 {p99:7.2f} ms"
+        f"  errors {result.errors}"
+        + (f" (closed connections: {result.broken})" if result.broken else ""),
+        flush=True,
+    )
 
 
-class System(Protocol):
-    """What the benchmark needs from either system."""
-
-    name: str
-    connect_string: str
-
-    def leader(self) -> int: ...
-    def kill(self, server: int) -> None: ...
-    def restart(self, server: int) -> None: ...
-    def address(self, server: int) -> tuple[str, int]: ...
-    def servers(self) -> list[int]: ...
-
-
-class Ours:
-    name = "ours"
-
-    def __init__(self, quorum: LocalQuorum) -> None:
-        self.q = quorum
-        self.connect_string = quorum.connect_string
-
-    def leader(self) -> int:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            statuses = [self._status(i) for i in self.q.ids if self.q.alive(i)]
-            leaders = [s for s in statuses if s and s["role"] == "leader"]
-            if leaders:
-                best = max(leaders, key=lambda s: s["term"])
-                # Only a leader every live member follows (no stale one about to step down).
-                if all(s and s["leader_id"] == best["node_id"] for s in statuses):
-                    node: int = best["node_id"]
-                    return node
-            time.sleep(0.05)
-        raise RuntimeError("no stable leader")
-
-    def _status(self, node: int) -> dict[str, Any] | None:
-        from controller.node.admin_client import AdminError, query_status
-
-        try:
-            status: dict[str, Any] = trio.run(query_status, self.q.client_address(node), 1.0)
-        except AdminError:
-            return None
-        return status
-
-    def kill(self, server: int) -> None:
-        self.q.kill(server)
-
-    def restart(self, server: int) -> None:
-        self.q.start_node(server)
-        # The next trial needs all three members: wait until this one has caught up.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            mine = self._status(server)
-            leader = self._status(self.leader())
-            if mine and leader and mine["applied_index"] >= leader["commit_index"]:
-                return
-            time.sleep(0.1)
-
-    def address(self, server: int) -> tuple[str, int]:
-        a = self.q.client_address(server)
-        return a.host, a.port
-
-    def servers(self) -> list[int]:
-        return list(self.q.ids)
+def _lone_rows(system: System, rows: set[str], args: argparse.Namespace) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    leader, follower = roles(system)
+    print(f"  {system.name}: leader is server {leader}, lone clients on follower {follower}")
+    places = {"follower": follower, "leader": leader}
+    for server in (follower, leader):  # warm up both paths (ZooKeeper's JIT above all)
+        lone_raw(*system.address(server), "set", seconds=args.lone_warmup, warmup=0.0)
+    plan: list[tuple[str, str, str]] = []
+    if "lone" in rows:
+        plan += [("lone", op, where) for where in places for op in LONE_OPS]
+    if "kazoo" in rows:
+        plan += [("kazoo", op, "follower") for op in ("set", "create")]
+    for kind, op, where in plan:
+        host, port = system.address(places[where])
+        run = lone_raw if kind == "lone" else lone_kazoo
+        result = run(host, port, op, seconds=args.lone_seconds, warmup=1.0)
+        figures[f"{kind}-{op}-{where}"] = result
+        _show(system.name, f"{kind} {OP_LABEL[op]} on {where}", result)
+    if roles(system)[0] != leader:
+        print(f"  {system.name}: WARNING the leader changed during the lone-client rows")
+    return figures
 
 
-class Theirs:
-    name = "zookeeper"
-
-    def __init__(self, ensemble: ZooKeeperEnsemble) -> None:
-        self.e = ensemble
-        self.connect_string = ensemble.connect_string
-
-    def leader(self) -> int:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            leader = self.e.leader()
-            if leader is not None:
-                return leader
-            time.sleep(0.05)
-        raise RuntimeError("ZooKeeper has no leader")
-
-    def kill(self, server: int) -> None:
-        self.e.kill(server)
-
-    def restart(self, server: int) -> None:
-        self.e.start_server(server)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and self.e.mode(server) not in ("follower", "leader"):
-            time.sleep(0.1)
-        time.sleep(1.0)  # let it finish syncing with the leader
-
-    def address(self, server: int) -> tuple[str, int]:
-        host, port = parse_servers(self.connect_string)[server - 1]
-        return host, port
-
-    def servers(self) -> list[int]:
-        return list(range(1, len(parse_servers(self.connect_string)) + 1))
+def _failed(name: str, what: str, exc: Exception) -> None:
+    leaves: list[BaseException] = [exc]
+    while any(isinstance(e, BaseExceptionGroup) for e in leaves):
+        leaves = [
+            x for e in leaves for x in (e.exceptions if isinstance(e, BaseExceptionGroup) else [e])
+        ]
+    detail = "; ".join(sorted({f"{type(e).__name__}: {e}" for e in leaves}))
+    print(f"  {name}: {what} failed: {detail}", flush=True)
 
 
-@contextlib.contextmanager
-def start(name: str) -> Iterator[System]:
-    if name == "ours":
-        with tempfile.TemporaryDirectory(prefix="kraft-zkbench-") as tmp:
-            q = LocalQuorum(Path(tmp), fsync=True, log_level="INFO")
-            with q:
-                q.wait_for_leader()
-                try:
-                    yield Ours(q)
-                except Exception:
-                    for i in q.ids:  # post-mortem: what the controllers said
-                        lines = (Path(tmp) / f"node-{i}.log").read_text().splitlines()
-                        print(f"--- controller {i} (last lines)")
-                        print("\n".join(line for line in lines[-15:]))
-                    raise
-    else:
-        e = ZooKeeperEnsemble(3)
-        try:
-            e.start()
-            e.wait_ready()
-            yield Theirs(e)
-        finally:
-            e.stop()
+def _pipelined(system: System, op: str, args: argparse.Namespace) -> LoadResult:
+    return trio.run(
+        lambda: run_load(
+            system.connect_string,
+            op,
+            connections=args.connections,
+            inflight=args.inflight,
+            seconds=args.seconds,
+            warmup=1.0,
+        )
+    )
 
 
-# ---------------------------------------------------------------------- failover
-
-
-async def _writer(
-    system: System, server: int, path: bytes, log: list[tuple[float, float]], stop: trio.Event
-) -> None:
-    """One request in flight; reconnect to the same server with the same session."""
-    host, port = system.address(server)
-    session: tuple[int, bytes] | None = None
-    conn: ZkConnection | None = None
-    xid = 0
-    while not stop.is_set():
-        try:
-            if conn is None:
-                with trio.fail_after(2):
-                    conn = await ZkConnection.open(host, port, 10000, session)
-                session = (conn.session_id, conn.password)
-                if xid == 0:
-                    xid = 1
-                    await conn.call(xid, OP_CREATE, path, b"v")
-            xid += 1
-            sent = time.monotonic()
-            with trio.fail_after(2):
-                err = await conn.call(xid, OP_SET_DATA, path, b"x" * 100)
-            if err == 0:
-                log.append((sent, time.monotonic()))
-        except (OSError, trio.BrokenResourceError, trio.TooSlowError, Exception):
-            if conn is not None:
-                with contextlib.suppress(Exception):
-                    await conn.stream.aclose()
-            conn = None
-            await trio.sleep(0.005)
-
-
-def failover_windows(system: System, trials: int) -> list[float]:
-    windows = []
-    for trial in range(trials):
-        leader = system.leader()
-        others = [s for s in system.servers() if s != leader]
-        log: list[tuple[float, float]] = []
-        killed_at = 0.0
-
-        async def main(leader: int, others: list[int], log: list[tuple[float, float]]) -> float:
-            stop = trio.Event()
-            async with trio.open_nursery() as nursery:
-                for i, server in enumerate(others):
-                    path = f"/failover-{leader}-{i}-{time.monotonic_ns()}".encode()
-                    nursery.start_soon(_writer, system, server, path, log, stop)
-                await trio.sleep(1.5)
-                killed = time.monotonic()
-                await trio.to_thread.run_sync(system.kill, leader)
-                with trio.move_on_after(15):
-                    while not any(sent > killed for sent, _ in log[-20:]):
-                        await trio.sleep(0.002)
-                stop.set()
-                nursery.cancel_scope.cancel()
-            return killed
-
-        killed_at = trio.run(main, leader, others, log)
-        after = [done for sent, done in log if sent > killed_at]
-        window = (min(after) - killed_at) if after else float("inf")
-        windows.append(window)
-        print(f"  {system.name} trial {trial + 1}: killed server {leader}, "
-              f"first write after {window * 1000:.0f} ms")  # fmt: skip
-        system.restart(leader)
-    return windows
-
-
-# ---------------------------------------------------------------------- expiry
-
-
-async def _open_retrying(host: str, port: int, timeout_ms: int = 10000) -> ZkConnection:
-    for _ in range(50):
-        try:
-            with trio.fail_after(5):
-                return await ZkConnection.open(host, port, timeout_ms)
-        except (OSError, trio.BrokenResourceError, trio.TooSlowError):
-            await trio.sleep(0.1)
-    raise RuntimeError(f"cannot open a session on {host}:{port}")
-
-
-def expiry_delays(system: System, trials: int) -> list[float]:
-    delays = []
-    for trial in range(trials):
-
-        async def main(trial: int) -> float:
-            host, port = system.address(system.servers()[trial % 3])
-            path = f"/expiry-{trial}-{time.monotonic_ns()}".encode()
-            victim = await _open_retrying(host, port, 4000)
-            # An ephemeral create (flags 1), hand-encoded like the generator's requests.
-            frame = bytearray(encode_request(1, OP_CREATE, path, b""))
-            frame[-4:] = (1).to_bytes(4, "big")
-            await victim.stream.send_all(bytes(frame))
-            _, _, err = await victim.read_reply()
-            assert err == 0, err
-            watcher = await _open_retrying(*system.address(system.servers()[(trial + 1) % 3]))
-            died = time.monotonic()
-            await victim.stream.aclose()  # no closeSession: only expiry removes the node
-            xid = 1
-            with trio.fail_after(60):
-                while True:
-                    xid += 1
-                    await watcher.stream.send_all(_path_request(xid, OP_SYNC, path))
-                    await watcher.read_reply()
-                    xid += 1
-                    await watcher.stream.send_all(_path_request(xid, OP_EXISTS, path))
-                    _, _, err = await watcher.read_reply()
-                    if err != 0:
-                        gone = time.monotonic()
-                        break
-                    await trio.sleep(0.02)
-            await watcher.aclose()
-            return gone - died
-
-        delay = trio.run(main, trial)
-        print(f"  {system.name} expiry trial {trial + 1}: node gone after {delay:.2f} s")
-        delays.append(delay)
-    return delays
-
-
-# ---------------------------------------------------------------------- main
-
-
-def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
+def measure(name: str, rows: set[str], args: argparse.Namespace) -> dict[str, Any]:
+    """Every selected row; a row that fails is reported and the others still run."""
     figures: dict[str, Any] = {}
     try:
         with start(name) as system:
-            for op in ("create", "set", "get"):
-                result: LoadResult = trio.run(
-                    lambda op=op: run_load(
-                        system.connect_string,
-                        op,
-                        connections=args.connections,
-                        inflight=args.inflight,
-                        seconds=args.seconds,
-                        warmup=1.0,
-                    )
+            if "idle" in rows:
+                trio.run(trio.sleep, args.idle_settle)
+                total, per = idle_cpu(system.pids(), args.idle_seconds)
+                figures["idle"] = total
+                print(
+                    f"  {name} idle: {total:.1f} % of one core "
+                    f"({' + '.join(f'{p:.1f}' for p in per)})",
+                    flush=True,
                 )
-                figures[op] = result
-                print(f"  {name} {op:>6}: {result.rate:>9,.0f} ops/s  "
-                      f"p50 {result.percentile(0.5):6.2f} ms  p99 {result.percentile(0.99):7.2f} ms"
-                      f"  errors {result.errors}")  # fmt: skip
-            if not args.skip_failover:
+            if rows & {"lone", "kazoo"}:
+                try:
+                    figures.update(_lone_rows(system, rows, args))
+                except Exception as exc:
+                    _failed(name, "lone-client rows", exc)
+            loads = [op for op in ("create", "set", "get") if "throughput" in rows]
+            for op in loads + (["mix"] if "mix" in rows else []):
+                try:
+                    figures[op] = _pipelined(system, op, args)
+                    _show(name, f"pipelined {OP_LABEL[op]}", figures[op])
+                except Exception as exc:
+                    _failed(name, f"pipelined {OP_LABEL[op]}", exc)
+            if "failover" in rows:
                 figures["failover"] = failover_windows(system, args.trials)
-            if not args.skip_expiry:
+            if "expiry" in rows:
                 figures["expiry"] = expiry_delays(system, 3)
     except Exception as exc:  # report and go on with the other system
-        leaves = [exc]
-        while any(isinstance(e, BaseExceptionGroup) for e in leaves):
-            leaves = [
-                x
-                for e in leaves
-                for x in (e.exceptions if isinstance(e, BaseExceptionGroup) else [e])
-            ]
-        detail = "; ".join(sorted({f"{type(e).__name__}: {e}" for e in leaves}))
-        print(f"  {name}: failed: {detail}")
+        _failed(name, "the run", exc)
         figures["error"] = str(exc)
     return figures
 
 
-def _ratio(ours: float | None, theirs: float | None) -> str:
-    if not ours or not theirs or ours != ours or theirs != theirs:
-        return "n/a"
-    return f"{ours / theirs:.2f}x"
+Getter = Callable[[dict[str, Any]], float | None]
+Check = Callable[[float, float | None], bool | None] | None
+"""(ours, ratio or None) -> target met (None: cannot tell); None: no target."""
+
+
+def _rate(key: str) -> Getter:
+    return lambda f: f[key].rate if key in f else None
+
+
+def _p99(key: str) -> Getter:
+    return lambda f: f[key].percentile(0.99) if key in f else None
+
+
+def _at_least(x: float) -> Check:
+    return lambda _ours, ratio: None if ratio is None else ratio >= x
+
+
+def _table_rows() -> list[tuple[str, Getter, str, Check]]:
+    rows: list[tuple[str, Getter, str, Check]] = [
+        ("idle CPU % (3 servers)", lambda f: f.get("idle"), "<= 3 %", lambda o, _r: o <= 3.0)
+    ]
+    for where in ("follower", "leader"):
+        for op in ("set", "create"):
+            key = f"lone-{op}-{where}"
+            rows.append(
+                (f"lone {OP_LABEL[op]} {where} ops/s", _rate(key), ">= 1.5x", _at_least(1.5))
+            )
+            rows.append(
+                (
+                    f"lone {OP_LABEL[op]} {where} p99 ms",
+                    _p99(key),
+                    "<= 2 ms",
+                    lambda o, _r: o <= 2.0,
+                )
+            )
+        key = f"lone-get-{where}"
+        rows.append((f"lone getData {where} ops/s", _rate(key), ">= 1.0x", _at_least(1.0)))
+    for op in ("set", "create"):
+        key = f"kazoo-{op}-follower"
+        rows.append((f"kazoo {OP_LABEL[op]} follower ops/s", _rate(key), ">= 1.5x", _at_least(1.5)))
+        rows.append((f"kazoo {OP_LABEL[op]} follower p99 ms", _p99(key), "lower", None))
+    rows += [
+        ("pipelined create ops/s", _rate("create"), ">= 1.5x", _at_least(1.5)),
+        ("pipelined setData ops/s", _rate("set"), ">= 1.0x", _at_least(1.0)),
+        ("pipelined getData ops/s", _rate("get"), ">= 1.0x", _at_least(1.0)),
+        ("pipelined setData p99 ms", _p99("set"), "lower", None),
+        ("90/10 mix ops/s", _rate("mix"), ">= 2.0x", _at_least(2.0)),
+        ("90/10 mix p99 ms", _p99("mix"), "lower", None),
+        (
+            "failover median s",
+            lambda f: statistics.median(f["failover"]) if f.get("failover") else None,
+            "<= 1.0x",
+            lambda _o, ratio: None if ratio is None else ratio <= 1.0,
+        ),
+        (
+            "failover max s",
+            lambda f: max(f["failover"]) if f.get("failover") else None,
+            "lower",
+            None,
+        ),
+        (
+            "expiry median s",
+            lambda f: statistics.median(f["expiry"]) if f.get("expiry") else None,
+            "lower",
+            None,
+        ),
+    ]
+    return rows
+
+
+def _number(value: float | None) -> str:
+    return f"{value:,.2f}" if value is not None and value == value else "n/a"
+
+
+def print_table(ours: dict[str, Any], zk: dict[str, Any]) -> None:
+    print("\n== ours / ZooKeeper (same run, same machine)")
+    print(f"{'figure':<30}{'ours':>11}{'zookeeper':>11}{'ratio':>9}  {'target':<9} met")
+    for label, get, target, check in _table_rows():
+        a, b = get(ours), get(zk)
+        if a is None and b is None:
+            continue
+        ratio = a / b if a is not None and b and a == a and b == b else None
+        verdict = check(a, ratio) if check is not None and a is not None and a == a else None
+        met = "" if verdict is None else "yes" if verdict else "NO"
+        shown = f"{ratio:.2f}x" if ratio is not None else "n/a"
+        print(f"{label:<30}{_number(a):>11}{_number(b):>11}{shown:>9}  {target:<9} {met}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--rows", default=",".join(ROWS), help=f"comma list of {ROWS}")
+    parser.add_argument("--seconds", type=float, default=6.0, help="per pipelined workload")
+    parser.add_argument("--lone-seconds", type=float, default=5.0, help="per lone-client row")
+    parser.add_argument("--lone-warmup", type=float, default=2.0, help="unmeasured, per path")
+    parser.add_argument("--idle-seconds", type=float, default=5.0)
+    parser.add_argument("--idle-settle", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--inflight", type=int, default=32)
     parser.add_argument("--trials", type=int, default=5)
@@ -358,43 +238,26 @@ def main() -> None:
     parser.add_argument("--skip-failover", action="store_true")
     parser.add_argument("--skip-expiry", action="store_true")
     args = parser.parse_args()
+    rows = {r.strip() for r in args.rows.split(",") if r.strip()}
+    if unknown := rows - set(ROWS):
+        parser.error(f"unknown rows {sorted(unknown)}; choose from {ROWS}")
+    rows -= {"failover"} if args.skip_failover else set()
+    rows -= {"expiry"} if args.skip_expiry else set()
     names = [args.only] if args.only else ["ours", "zookeeper"]
     if "zookeeper" in names and not zookeeper_available():
         print("ZooKeeper (Debian package) is not installed: measuring ours only")
         names = ["ours"]
-    print(f"{args.connections} connections x {args.inflight} in flight, 100-byte values, "
-          f"{args.seconds:.0f} s per workload, fsync on")  # fmt: skip
+    print(
+        f"rows {','.join(r for r in ROWS if r in rows)}; pipelined: {args.connections} "
+        f"connections x {args.inflight} in flight, {args.seconds:g} s; lone: "
+        f"{args.lone_seconds:g} s; 100-byte values; fsync on"
+    )
     results = {}
     for name in names:
-        print(f"== {name}")
-        results[name] = measure(name, args)
-    if len(results) < 2:
-        return
-    ours, zk = results["ours"], results["zookeeper"]
-    print("\n== ours / ZooKeeper (same run, same machine)")
-    rows: list[tuple[str, Callable[[dict[str, Any]], float | None], str]] = [
-        ("create ops/s", lambda f: f["create"].rate if "create" in f else None, ">= 1.0x"),
-        ("setData ops/s", lambda f: f["set"].rate if "set" in f else None, ">= 1.0x"),
-        ("getData ops/s", lambda f: f["get"].rate if "get" in f else None, ">= 1.0x"),
-        ("setData p99 ms", lambda f: f["set"].percentile(0.99) if "set" in f else None, "lower"),
-        (
-            "failover median s",
-            lambda f: statistics.median(f["failover"]) if f.get("failover") else None,
-            "<= 1.0x",
-        ),
-        ("failover max s", lambda f: max(f["failover"]) if f.get("failover") else None, "lower"),
-        (
-            "expiry median s",
-            lambda f: statistics.median(f["expiry"]) if f.get("expiry") else None,
-            "lower",
-        ),
-    ]
-    print(f"{'figure':<20}{'ours':>12}{'zookeeper':>12}{'ratio':>9}  target")
-    for label, get, target in rows:
-        a, b = get(ours), get(zk)
-        fa = f"{a:,.2f}" if a is not None else "n/a"
-        fb = f"{b:,.2f}" if b is not None else "n/a"
-        print(f"{label:<20}{fa:>12}{fb:>12}{_ratio(a, b):>9}  {target}")
+        print(f"== {name}", flush=True)
+        results[name] = measure(name, rows, args)
+    if len(results) == 2:
+        print_table(results["ours"], results["zookeeper"])
 
 
 if __name__ == "__main__":

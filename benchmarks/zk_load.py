@@ -20,6 +20,9 @@ OP_GET_DATA = 4
 OP_SET_DATA = 5
 OP_PING = 11
 OP_CLOSE = -11
+OP_MIX = -1000  # not a ZooKeeper op: every 10th request a setData, the others getData
+MIX_WRITE_EVERY = 10
+OPS = {"create": OP_CREATE, "set": OP_SET_DATA, "get": OP_GET_DATA, "mix": OP_MIX}
 
 _INT = struct.Struct(">i")
 _REPLY_HEADER = struct.Struct(">iqi")
@@ -67,6 +70,7 @@ class LoadResult:
     errors: int
     seconds: float
     latencies_ms: list[float]
+    broken: int = 0  # connections the server closed during the run
 
     @property
     def rate(self) -> float:
@@ -176,10 +180,13 @@ async def _drive(
             while True:
                 xid += 1
                 path = paths[xid % len(paths)]
-                data = value if op != OP_GET_DATA else None
-                if op == OP_CREATE:
+                kind = op
+                if op == OP_MIX:
+                    kind = OP_SET_DATA if xid % MIX_WRITE_EVERY == 0 else OP_GET_DATA
+                data = value if kind != OP_GET_DATA else None
+                if kind == OP_CREATE:
                     path = path + b"-" + str(xid).encode()
-                batch.append(encode_request(xid, op, path, data))
+                batch.append(encode_request(xid, kind, path, data))
                 sent_at[xid] = time.monotonic()
                 try:
                     limit.acquire_nowait()
@@ -202,9 +209,15 @@ async def _drive(
             if now >= deadline and not sent_at:
                 cancel.cancel()
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(sender)
-        nursery.start_soon(receiver, nursery.cancel_scope)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sender)
+            nursery.start_soon(receiver, nursery.cancel_scope)
+    except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        # The server closed the connection (e.g. it lost its leader): count what was in
+        # flight as errors and go on with the other connections.
+        result.errors += len(sent_at)
+        result.broken += 1
 
 
 async def run_load(
@@ -218,8 +231,9 @@ async def run_load(
     warmup: float = 2.0,
     prefix: str = "/bench",
 ) -> LoadResult:
-    """Drive `op_name` (create|set|get) over `connections` sessions, `inflight` each."""
-    op = {"create": OP_CREATE, "set": OP_SET_DATA, "get": OP_GET_DATA}[op_name]
+    """Drive `op_name` (create|set|get|mix) over `connections` sessions, `inflight` each.
+    `mix`: 90 % getData, 10 % setData on the same keys."""
+    op = OPS[op_name]
     servers = parse_servers(connect)
     value = b"x" * value_bytes
     conns = [await ZkConnection.open(*servers[i % len(servers)]) for i in range(connections)]
@@ -244,14 +258,15 @@ async def run_load(
                 _drive, conn, op, per_conn_paths, value, inflight, deadline, warmup_end, result
             )
     for conn in conns:
-        await conn.aclose()
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await conn.aclose()
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--connect", required=True, help="host:port,... of the servers")
-    parser.add_argument("--op", choices=["create", "set", "get"], default="set")
+    parser.add_argument("--op", choices=list(OPS), default="set")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--inflight", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=6.0)

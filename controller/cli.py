@@ -90,7 +90,16 @@ def controller_run(
     four_letter_word_whitelist: Annotated[
         str | None, typer.Option("--4lw-whitelist", help="Comma-separated words, or *.")
     ] = None,
-    jute_max_buffer: Annotated[int | None, typer.Option(help="Max request bytes.")] = None,
+    jute_max_buffer: Annotated[
+        int | None, typer.Option(help="Max request frame bytes (0xfffff).")
+    ] = None,
+    extended_types_enabled: Annotated[
+        bool | None,
+        typer.Option(
+            "--extended-types-enabled/--no-extended-types",
+            help="Allow TTL nodes, as ZooKeeper's extendedTypesEnabled (off).",
+        ),
+    ] = None,
     leader_imbalance_check_interval_seconds: Annotated[
         float | None, typer.Option(help="Seconds between preferred-leader checks (300).")
     ] = None,
@@ -103,6 +112,10 @@ def controller_run(
             "--auto-leader-rebalance-enable/--no-auto-leader-rebalance",
             help="Move leadership back to preferred replicas automatically (on).",
         ),
+    ] = None,
+    admin_port: Annotated[
+        int | None,
+        typer.Option(help="HTTP admin port: /metrics, /commands, console (8080; -1 = off)."),
     ] = None,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "INFO",
 ) -> None:
@@ -126,9 +139,11 @@ def controller_run(
         "super_digest": super_digest,
         "four_letter_word_whitelist": four_letter_word_whitelist,
         "jute_max_buffer": jute_max_buffer,
+        "extended_types_enabled": extended_types_enabled,
         "leader_imbalance_check_interval_seconds": leader_imbalance_check_interval_seconds,
         "leader_imbalance_per_broker_percentage": leader_imbalance_per_broker_percentage,
         "auto_leader_rebalance_enable": auto_leader_rebalance_enable,
+        "admin_port": admin_port,
     }
     try:
         if config is not None:
@@ -231,6 +246,9 @@ def quorum_start(
     ] = None,
     fsync: Annotated[str, typer.Option(help="always or never.")] = "always",
     cluster_id: Annotated[str, typer.Option(help="Cluster id.")] = "kraft-local",
+    admin_base_port: Annotated[
+        int, typer.Option(help="First HTTP admin port: console, /metrics (8080, 8081, ...).")
+    ] = 8080,
     log_level: Annotated[str, typer.Option(help="Controllers' logging level.")] = "WARNING",
     restart_delay: Annotated[
         float, typer.Option(min=0.0, help="Seconds before restarting a controller that exited.")
@@ -252,6 +270,7 @@ def quorum_start(
             controllers=controllers,
             client_ports=[base_port + i for i in range(controllers)],
             raft_ports=[raft_base + i for i in range(controllers)],
+            admin_ports=[admin_base_port + i for i in range(controllers)],
             fsync=fsync == "always",
             cluster_id=cluster_id,
             log_level=log_level,
@@ -284,7 +303,8 @@ def quorum_start(
         for i in quorum.ids:
             say(
                 f"controller {i}: pid {quorum.pid(i)}, client {quorum.client_address(i)}, "
-                f"raft {quorum.raft_address(i)}, data {quorum.node_data_dir(i)}"
+                f"raft {quorum.raft_address(i)}, data {quorum.node_data_dir(i)}, "
+                f"admin {quorum.admin_url(i)}"
             )
         try:
             status = quorum.wait_until_ready(15.0, should_stop=lambda: stop)

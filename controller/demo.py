@@ -78,6 +78,7 @@ class Demo:
                 data_dir,
                 client_ports=[2181, 2182, 2183],
                 raft_ports=[2281, 2282, 2283],
+                admin_ports=[8080, 8081, 8082],
                 restart=False,
                 extra_args=args,
             )
@@ -136,6 +137,8 @@ class Demo:
         except QuorumError as exc:
             raise DemoError(f"the quorum did not become ready: {exc}") from None
         self.say(f"controllers serving on [bold]{q.connect_string}[/bold]")
+        self.say(f"live console: [bold]{q.admin_url(q.ids[0])}[/bold] (any controller's works)")
+        self.say("metrics: " + ", ".join(f"{q.admin_url(i)}metrics" for i in q.ids))
         async with open_client(q.connect_string, 10_000) as zk:
             self.zk = zk
             await self._wait("an active controller", lambda im: im.controller is not None, 10)
@@ -469,6 +472,7 @@ class Demo:
             f"kill -9 {pids.get(victim or 0, '<broker pid>')}   # broker {victim}: watch failover",
         ):
             self.say(f"  [bold]{line}[/bold]")
+        self.say(f"Live console: [bold]{self.quorum.admin_url(self.quorum.ids[0])}[/bold]")
 
 
 def _no_partition_led_by(image: MetadataImage, broker_id: int) -> bool:

@@ -22,6 +22,9 @@ SNAPSHOT_CHUNK_BYTES = 256 * 1024
 MAX_PEER_FRAME_BYTES = 16 << 20
 MAX_ADMIN_FRAME_BYTES = 4 << 20
 MAX_ENTRY_BYTES = 1 << 20
+# ZooKeeper's jute.maxbuffer default (BinaryInputArchive): the largest request frame, length
+# prefix excluded, a client may send; one byte more closes the connection.
+JUTE_MAX_BUFFER = 0xFFFFF
 
 # Storage.
 SEGMENT_BYTES = 64 << 20
@@ -29,5 +32,6 @@ SNAPSHOT_INTERVAL_ENTRIES = 100_000
 
 assert ELECTION_TICKS > 2 * HEARTBEAT_TICKS
 assert MAX_APPEND_BYTES >= MAX_ENTRY_BYTES
+assert JUTE_MAX_BUFFER <= MAX_ENTRY_BYTES
 assert MAX_PEER_FRAME_BYTES > MAX_APPEND_BYTES + SNAPSHOT_CHUNK_BYTES
 assert MAX_UNCOMMITTED_ENTRIES >= MAX_APPEND_ENTRIES

@@ -105,7 +105,7 @@ class PortInUseError(QuorumError):
         super().__init__(message)
         self.port = port
         self.node_id = node_id
-        self.kind = kind  # "client" or "raft"
+        self.kind = kind  # "client", "raft" or "admin"
 
 
 class QuorumNotReady(QuorumError):
@@ -162,6 +162,7 @@ class LocalQuorum:
         log_to_files: bool = True,
         restart: bool = True,
         restart_delay: float = RESTART_DELAY_S,
+        admin_ports: list[int] | None = None,
     ) -> None:
         if controllers < 1:
             raise ValueError("a quorum needs at least one controller")
@@ -179,6 +180,12 @@ class LocalQuorum:
         self.raft_ports = list(raft_ports)
         if not len(self.client_ports) == len(self.raft_ports) == controllers:
             raise ValueError(f"need {controllers} client ports and {controllers} Raft ports")
+        if admin_ports is None:  # HTTP admin servers (/metrics, console): free ports too
+            taken = {*self.client_ports, *self.raft_ports}
+            admin_ports = [p for p in free_ports(controllers + len(taken)) if p not in taken]
+        self.admin_ports = list(admin_ports)[:controllers]
+        if len(self.admin_ports) != controllers:
+            raise ValueError(f"need {controllers} admin ports")
         self._check_port_plan()
         self.fsync = fsync
         self.cluster_id = cluster_id
@@ -201,6 +208,7 @@ class LocalQuorum:
         """(port, node_id, "client" | "raft") for every port the quorum listens on."""
         plan = [(p, i, "client") for i, p in zip(self.ids, self.client_ports, strict=True)]
         plan += [(p, i, "raft") for i, p in zip(self.ids, self.raft_ports, strict=True)]
+        plan += [(p, i, "admin") for i, p in zip(self.ids, self.admin_ports, strict=True)]
         return plan
 
     def _check_port_plan(self) -> None:
@@ -239,6 +247,10 @@ class LocalQuorum:
     def client_address(self, node_id: int) -> Address:
         return Address("127.0.0.1", self.client_ports[node_id - 1])
 
+    def admin_url(self, node_id: int) -> str:
+        """Controller `node_id`'s HTTP admin server (console at `/`, `/metrics`, ...)."""
+        return f"http://127.0.0.1:{self.admin_ports[node_id - 1]}/"
+
     def raft_address(self, node_id: int) -> Address:
         return Address("127.0.0.1", self.raft_ports[node_id - 1])
 
@@ -256,6 +268,7 @@ class LocalQuorum:
             sys.executable, "-m", "controller", "controller", "run",
             "--node-id", str(node_id), "--voters", self.voters,
             "--client-port", str(self.client_ports[node_id - 1]),
+            "--admin-port", str(self.admin_ports[node_id - 1]),
             "--data-dir", str(self.node_data_dir(node_id)),
             "--fsync", "always" if self.fsync else "never",
             "--cluster-id", self.cluster_id, "--log-level", self.log_level,

@@ -505,15 +505,16 @@ class ZkClient:
     async def remove_persistent_watch(self, path: str, callback: WatchCallback) -> None:
         """Stop calling `callback` for events below `path`. When it was the last callback on
         `path`, the watch is no longer re-added after a reconnect and is removed from the
-        server too (unless a one-shot data watch on `path` itself shares the removal)."""
+        server too (unless a one-shot watch of ours on `path` itself would share the removal)."""
         _forget(self._persistent, path, callback)
-        if path in self._persistent or path in self._data_watches or path in self._exist_watches:
+        others = (self._persistent, self._data_watches, self._exist_watches, self._child_watches)
+        if any(path in watches for watches in others):
             return
         if self.state == State.CONNECTED:
+            # ANY: a persistent watch has a data half and a children half (as in ZooKeeper),
+            # and nothing else of ours is left on this path to keep.
             with contextlib.suppress(ZkException):
-                await self._call(
-                    OpCode.REMOVE_WATCHES, RemoveWatchesRequest(path, WatcherType.DATA)
-                )
+                await self._call(OpCode.REMOVE_WATCHES, RemoveWatchesRequest(path, WatcherType.ANY))
 
     @asynccontextmanager
     async def watch(self, path: str) -> AsyncIterator[trio.MemoryReceiveChannel[WatchedEvent]]:

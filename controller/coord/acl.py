@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
+import re
 from collections.abc import Sequence
 
 from controller.coord.datatree import ZkError
@@ -18,6 +18,9 @@ from controller.zk.records import ACL, Id
 
 Identity = tuple[str, str]
 ALL_PERMS = 31
+ADMIN = 16
+_JAVA_INT = re.compile("[+-]?[0-9]+")  # what Integer.parseInt accepts (ASCII digits)
+_DIGEST_SECRET = re.compile(":[^\n\r\u0085\u2028\u2029]*")  # Java's ":.*"
 
 
 def digest_id(user_password: str) -> str:
@@ -27,16 +30,41 @@ def digest_id(user_password: str) -> str:
     return f"{user}:{hashed}"
 
 
+def _v4(addr: str) -> bytes | None:
+    # IPAuthenticationProvider.v4addr2Bytes: four Integer.parseInt parts in 0..255 (IPv4
+    # only in ZooKeeper 3.8).
+    parts = addr.split(".")
+    if len(parts) != 4 or not all(_JAVA_INT.fullmatch(p) for p in parts):
+        return None
+    values = [int(p) for p in parts]
+    return bytes(values) if all(0 <= v <= 255 for v in values) else None
+
+
+def _ip_rule(expr: str) -> tuple[bytes, int] | None:
+    """An ip ACL id `a.b.c.d[/bits]` as (address, bits), None if ZooKeeper refuses it."""
+    addr, slash, bits_text = expr.partition("/")
+    raw = _v4(addr)
+    if raw is None:
+        return None
+    if not slash:
+        return raw, 32
+    if not _JAVA_INT.fullmatch(bits_text) or not 0 <= int(bits_text) <= 32:
+        return None
+    return raw, int(bits_text)
+
+
 def _ip_matches(pattern: str, address: str) -> bool:
-    try:
-        network = ipaddress.ip_network(pattern, strict=False)
-        return ipaddress.ip_address(address) in network
-    except ValueError:
+    rule, client = _ip_rule(pattern), _v4(address)
+    if rule is None or client is None:
         return False
+    mask = ((1 << 32) - 1) ^ ((1 << (32 - rule[1])) - 1)
+    return int.from_bytes(rule[0]) & mask == int.from_bytes(client) & mask
 
 
 def has_permission(acl: Sequence[ACL], perm: int, identities: Sequence[Identity]) -> bool:
-    if any(scheme == "super" for scheme, _ in identities):
+    """ZooKeeperServer.checkACL: an empty ACL lets everyone in, a super identity passes
+    every check, schemes other than world/ip/digest match nobody."""
+    if not acl or any(scheme == "super" for scheme, _ in identities):
         return True
     for entry in acl:
         if not entry.perms & perm:
@@ -44,6 +72,8 @@ def has_permission(acl: Sequence[ACL], perm: int, identities: Sequence[Identity]
         scheme, ident = entry.id.scheme, entry.id.id
         if scheme == "world" and ident == "anyone":
             return True
+        if scheme not in ("ip", "digest"):
+            continue
         for have_scheme, have_id in identities:
             if have_scheme != scheme:
                 continue
@@ -60,42 +90,65 @@ def check(acl: Sequence[ACL], perm: int, identities: Sequence[Identity]) -> None
         raise ZkError(Err.NOAUTH)
 
 
+def _valid_digest_id(ident: str) -> bool:
+    # DigestAuthenticationProvider.isValid: id.split(":") has 2 parts (Java drops trailing
+    # empty strings, so "user:" is refused and ":hash" accepted).
+    parts = ident.split(":")
+    while len(parts) > 1 and parts[-1] == "":
+        parts.pop()
+    return len(parts) == 2
+
+
+def _valid_ip_id(ident: str) -> bool:
+    return _ip_rule(ident) is not None
+
+
+def _invalid(ident: str) -> bool:
+    return False
+
+
+# The schemes with an authentication provider (the others are refused).
+_VALID_ID = {"digest": _valid_digest_id, "ip": _valid_ip_id}
+
+
 def normalize(acl: Sequence[ACL], identities: Sequence[Identity]) -> tuple[ACL, ...]:
-    """Validate an ACL list and expand `auth` entries to the caller's authenticated ids."""
-    if not acl:
+    """PrepRequestProcessor.fixupACL: drop exact duplicates, refuse an empty list, validate
+    each id with its scheme's provider and expand `auth` to the caller's authenticated ids
+    (digest ones: ip is not an authenticated scheme). Permission bits are not checked."""
+    unique: list[ACL] = []
+    for entry in acl:
+        if entry not in unique:
+            unique.append(entry)
+    if not unique:
         raise ZkError(Err.INVALIDACL, "empty ACL")
     out: list[ACL] = []
-    for entry in acl:
-        if not 0 <= entry.perms <= ALL_PERMS:
-            raise ZkError(Err.INVALIDACL, f"bad perms {entry.perms}")
-        scheme = entry.id.scheme
-        if scheme == "world":
-            if entry.id.id != "anyone":
-                raise ZkError(Err.INVALIDACL, "world scheme only has 'anyone'")
+    for entry in unique:
+        scheme, ident = entry.id.scheme, entry.id.id
+        if scheme == "world" and ident == "anyone":
             out.append(entry)
         elif scheme == "auth":
-            authed = [(s, i) for s, i in identities if s not in ("ip", "world", "super")]
+            authed = [(s, i) for s, i in identities if s == "digest"]
             if not authed:
                 raise ZkError(Err.INVALIDACL, "auth scheme without authenticated ids")
             out.extend(ACL(entry.perms, Id(s, i)) for s, i in authed)
-        elif scheme == "digest":
-            if entry.id.id.count(":") != 1:
-                raise ZkError(Err.INVALIDACL, "digest id must be user:hash")
-            out.append(entry)
-        elif scheme == "ip":
-            try:
-                ipaddress.ip_network(entry.id.id, strict=False)
-            except ValueError:
-                raise ZkError(Err.INVALIDACL, f"bad ip {entry.id.id!r}") from None
+        elif (scheme == "digest" and _valid_digest_id(ident)) or (
+            scheme == "ip" and _valid_ip_id(ident)
+        ):
             out.append(entry)
         else:
-            raise ZkError(Err.INVALIDACL, f"unknown scheme {scheme!r}")
-    # Same order, duplicates removed (ZooKeeper's fixupACL does the same).
-    seen: set[tuple[int, str, str]] = set()
-    unique = []
-    for entry in out:
-        key = (entry.perms, entry.id.scheme, entry.id.id)
-        if key not in seen:
-            seen.add(key)
-            unique.append(entry)
-    return tuple(unique)
+            raise ZkError(Err.INVALIDACL, f"bad id {scheme}:{ident}")
+    return tuple(out)
+
+
+def visible_acl(acl: Sequence[ACL], identities: Sequence[Identity]) -> list[ACL]:
+    """getACL's answer: without ADMIN on the node, digest ids show as `user:x`."""
+    if has_permission(acl, ADMIN, identities):
+        return list(acl)
+    return [
+        ACL(a.perms, Id(a.id.scheme, _mask_digest(a.id.id))) if a.id.scheme == "digest" else a
+        for a in acl
+    ]
+
+
+def _mask_digest(ident: str) -> str:
+    return _DIGEST_SECRET.sub(":x", ident)  # Java's id.replaceAll(":.*", ":x")

@@ -43,7 +43,10 @@ class CloseSession:
 
 @attrs.frozen
 class Write:
-    """A client write request, as raw jute bytes, with the caller's identities for ACLs."""
+    """A client write request, as raw jute bytes, with the caller's identities for ACLs.
+    `extended_types` is the proposing controller's extendedTypesEnabled: it decides whether
+    TTL creates are allowed, so every replica applies the entry alike whatever its own
+    configuration (as ZooKeeper's leader decides when it prepares the transaction)."""
 
     origin: int
     seq: int
@@ -52,6 +55,7 @@ class Write:
     body: bytes
     identities: tuple[tuple[str, str], ...]
     time_ms: int
+    extended_types: bool = False
 
 
 @attrs.frozen
@@ -87,6 +91,7 @@ def encode_command(cmd: Command) -> bytes:
             cmd.body,
             [list(i) for i in cmd.identities],
             cmd.time_ms,
+            cmd.extended_types,
         )
         packed: bytes = msgpack.packb((_TAG[Write], body), use_bin_type=True)
     else:
@@ -101,8 +106,9 @@ def decode_command(data: bytes) -> Command:
     tag, body = msgpack.unpackb(data[1:], use_list=False, raw=False)
     cls = _TYPES[tag]
     if cls is Write:
-        origin, seq, session_id, op, raw, identities, time_ms = body
-        return Write(origin, seq, session_id, op, raw, tuple(tuple(i) for i in identities), time_ms)
+        origin, seq, session_id, op, raw, identities, time_ms, *rest = body
+        ids = tuple(tuple(i) for i in identities)
+        return Write(origin, seq, session_id, op, raw, ids, time_ms, bool(rest and rest[0]))
     cmd: Command = _converter.structure(body, cls)
     return cmd
 

@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 import msgpack
 
-from controller.coord import acl as acls
+from controller.coord import writes
 from controller.coord.commands import (
     COORD_PREFIX,
     Applied,
@@ -24,31 +24,21 @@ from controller.coord.commands import (
     Write,
     decode_command,
 )
-from controller.coord.datatree import DataTree, WatchEvent, ZkError, Znode, parent_of
-from controller.raft.types import Entry, EntryKind
-from controller.zk.constants import CreateMode, Err, OpCode, Perm
-from controller.zk.jute import JuteError
-from controller.zk.protocol import UnknownOpcode, decode_request, validate_path
-from controller.zk.records import (
-    ACL,
-    CheckVersionRequest,
-    Create2Response,
-    CreateRequest,
-    CreateResponse,
-    CreateTTLRequest,
-    DeleteRequest,
-    ErrorResponse,
-    Id,
-    MultiRequest,
-    MultiResponse,
-    SetACLRequest,
-    SetDataRequest,
-    StatResponse,
+from controller.coord.datatree import (
+    CONFIG_NODE,
+    DataTree,
+    WatchEvent,
+    ZkError,
+    Znode,
+    parent_of,
 )
+from controller.raft.types import Entry, EntryKind
+from controller.zk.constants import Err, OpCode
+from controller.zk.jute import JuteError
+from controller.zk.protocol import UnknownOpcode, decode_request
+from controller.zk.records import ACL, ErrorResponse, Id, MultiRequest, MultiResponse
 
 SESSION_ID_BITS = 56
-# Plain ints: IntFlag arithmetic is slow on the per-write path.
-_READ, _WRITE, _CREATE, _DELETE, _ADMIN = (int(p) for p in Perm if p is not Perm.ALL)
 MULTI_OPS = {
     OpCode.CREATE,
     OpCode.CREATE2,
@@ -64,19 +54,8 @@ WRITE_OPS = {
     OpCode.SET_ACL,
     OpCode.MULTI,
 }
-
-
-# Opcodes as plain ints: enum member lookups are slow on the per-request path.
-_OP_CHECK = int(OpCode.CHECK)
-_OP_CREATE = int(OpCode.CREATE)
-_OP_CREATE2 = int(OpCode.CREATE2)
-_OP_CREATE_CONTAINER = int(OpCode.CREATE_CONTAINER)
-_OP_CREATE_TTL = int(OpCode.CREATE_TTL)
-_OP_DELETE = int(OpCode.DELETE)
-_OP_DELETE_CONTAINER = int(OpCode.DELETE_CONTAINER)
 _OP_MULTI = int(OpCode.MULTI)
-_OP_SET_ACL = int(OpCode.SET_ACL)
-_OP_SET_DATA = int(OpCode.SET_DATA)
+_OP_DELETE_CONTAINER = int(OpCode.DELETE_CONTAINER)
 
 
 @attrs.define
@@ -94,12 +73,17 @@ SNAPSHOT_FORMAT = 1
 class CoordStateMachine:
     """Data tree + sessions; implements the node's `StateMachine` protocol."""
 
-    def __init__(self, *, ttl_enabled: bool = True) -> None:
+    def __init__(self) -> None:
         self.tree = DataTree()
         self.sessions: dict[int, Session] = {}
         self.last_zxid = 0
         self.applied_index = 0
-        self.ttl_enabled = ttl_enabled
+        self._config: tuple[bytes, int] = (b"", 0)
+
+    def set_config(self, data: bytes, mtime: int) -> None:
+        """This controller's /zookeeper/config content (local, kept across restores)."""
+        self._config = (data, mtime)
+        self.tree.set_config(data, mtime)
 
     # ------------------------------------------------------------------ StateMachine
 
@@ -147,7 +131,7 @@ class CoordStateMachine:
             node = self.tree.find(path)
             # Re-check at apply time: the node may have changed since the leader looked.
             if node is not None and path in self.tree.expired_ttl_nodes(cmd.time_ms):
-                expired += self.tree.delete(path, -1, zxid=entry.zxid)
+                expired += self.tree.delete(path, zxid=entry.zxid)
         return Applied(0, 0, entry.zxid, events=tuple(expired))
 
     def snapshot(self) -> bytes:
@@ -207,11 +191,13 @@ class CoordStateMachine:
             )
             node.child_creates = child_creates
             tree.nodes[path] = node
-        for path, node in tree.nodes.items():  # second pass: parents exist now
+        for path in tree.nodes:  # second pass: parents exist now
             if path != "/":
                 tree.nodes[parent_of(path)].children.add(path.rsplit("/", 1)[1])
-            if node.session_owner:
-                tree.ephemerals.setdefault(node.session_owner, set()).add(path)
+        tree.reindex()
+        config = tree.nodes.get(CONFIG_NODE)
+        if config is not None:  # each controller keeps its own view of the ensemble
+            config.data, config.mtime = self._config
         self.tree = tree
         self.sessions = {sid: Session(sid, t, pw) for sid, t, pw in sessions}
         self.last_zxid = last_zxid
@@ -243,13 +229,18 @@ class CoordStateMachine:
             record = decode_request(cmd.op, cmd.body)
         except (JuteError, UnknownOpcode):
             return fail(Err.MARSHALLINGERROR)
+        ctx = writes.Context(cmd.session_id, cmd.identities, zxid, cmd.time_ms, cmd.extended_types)
         events: list[WatchEvent] = []
         try:
             if cmd.op == _OP_MULTI:
                 assert isinstance(record, MultiRequest)
-                response: Any = self._multi(cmd, record, zxid, events)
+                response: Any = self._multi(ctx, record, events)
+            elif cmd.op == _OP_DELETE_CONTAINER:
+                # ZooKeeper reads the whole request buffer as the path of an (internal)
+                # deleteContainer, and that always holds a NUL byte: BADARGUMENTS.
+                raise ZkError(Err.BADARGUMENTS, "deleteContainer is internal")
             else:
-                response = self._one(cmd, cmd.op, record, zxid, events)
+                response = writes.apply_one(self.tree, ctx, cmd.op, record, events)
         except ZkError as exc:
             return fail(exc.code)
         return Applied(
@@ -263,131 +254,36 @@ class CoordStateMachine:
         )
 
     def _multi(
-        self, cmd: Write, request: MultiRequest, zxid: int, events: list[WatchEvent]
+        self, ctx: writes.Context, request: MultiRequest, events: list[WatchEvent]
     ) -> MultiResponse:
+        """Atomic: the first failing op reports its error, earlier ones 0, later ones
+        RUNTIMEINCONSISTENCY, nothing applied. A read op in a multi fails the whole request
+        with MARSHALLINGERROR (ZooKeeper cannot turn it into a transaction)."""
+        ops = []
+        for op, record in request.ops:
+            if op not in MULTI_OPS:
+                raise ZkError(Err.MARSHALLINGERROR, f"op {op} in a multi")
+            ops.append(
+                writes.multi_create_op(op, record) if op in writes.CREATE_OPS else (op, record)
+            )
         tree = self.tree
         tree.begin()
         results: list[tuple[int, int, Any]] = []
-        failed_at = -1
-        failure = 0
-        for i, (op, record) in enumerate(request.ops):
+        failed_at, failure = -1, 0
+        for i, (op, record) in enumerate(ops):
             try:
-                if op not in MULTI_OPS:
-                    raise ZkError(Err.BADARGUMENTS, f"op {op} not allowed in multi")
-                response = self._one(cmd, op, record, zxid, events, in_multi=True)
+                response = writes.apply_one(tree, ctx, op, record, events, in_multi=True)
             except ZkError as exc:
                 failed_at, failure = i, exc.code
                 break
-            results.append((_multi_result_type(op), 0, response))
+            results.append((writes.multi_result_type(op), 0, response))
         if failed_at < 0:
             tree.commit()
             return MultiResponse(results)
         tree.rollback()
         events.clear()
         errors: list[tuple[int, int, Any]] = []
-        for i in range(len(request.ops)):
-            if i < failed_at:
-                code = 0
-            elif i == failed_at:
-                code = failure
-            else:
-                code = Err.RUNTIMEINCONSISTENCY
+        for i in range(len(ops)):
+            code = 0 if i < failed_at else failure if i == failed_at else Err.RUNTIMEINCONSISTENCY
             errors.append((-1, code, ErrorResponse(code)))
         return MultiResponse(errors)
-
-    def _one(
-        self,
-        cmd: Write,
-        op: int,
-        record: Any,
-        zxid: int,
-        events: list[WatchEvent],
-        *,
-        in_multi: bool = False,
-    ) -> Any:
-        tree = self.tree
-        ids = cmd.identities
-        if op in (_OP_CREATE, _OP_CREATE2, _OP_CREATE_CONTAINER, _OP_CREATE_TTL):
-            assert isinstance(record, CreateRequest | CreateTTLRequest)
-            try:
-                mode = CreateMode(record.flags)
-            except ValueError:
-                raise ZkError(Err.BADARGUMENTS, f"bad create flags {record.flags}") from None
-            ttl = record.ttl if isinstance(record, CreateTTLRequest) else 0
-            if mode.is_ttl and (op != _OP_CREATE_TTL or not self.ttl_enabled):
-                raise ZkError(Err.UNIMPLEMENTED if not self.ttl_enabled else Err.BADARGUMENTS)
-            if op == _OP_CREATE_TTL and not mode.is_ttl:
-                raise ZkError(Err.BADARGUMENTS, "createTTL needs a TTL mode")
-            if op == _OP_CREATE_CONTAINER and not mode.is_container:
-                raise ZkError(Err.BADARGUMENTS, "createContainer needs the container mode")
-            error = validate_path(record.path, sequential=mode.is_sequential)
-            if error is not None:
-                raise ZkError(Err.BADARGUMENTS, error)
-            if record.path == "/":
-                raise ZkError(Err.NODEEXISTS)
-            parent = tree.find(parent_of(record.path))
-            if parent is None:
-                raise ZkError(Err.NONODE)
-            acls.check(parent.acl, _CREATE, ids)
-            acl = acls.normalize(record.acl, ids)
-            path, node, evs = tree.create(
-                record.path,
-                record.data,
-                acl,
-                mode,
-                session_id=cmd.session_id,
-                zxid=zxid,
-                time_ms=cmd.time_ms,
-                ttl_ms=ttl,
-            )
-            events += evs
-            if op == _OP_CREATE and not in_multi:
-                return CreateResponse(path)
-            if op == _OP_CREATE and in_multi:
-                return CreateResponse(path)
-            return Create2Response(path, node.stat())
-        if op in (_OP_DELETE, _OP_DELETE_CONTAINER):
-            assert isinstance(record, DeleteRequest)
-            _check_path(record.path)
-            if record.path == "/":
-                raise ZkError(Err.BADARGUMENTS, "cannot delete /")
-            tree.get(record.path)
-            acls.check(tree.get(parent_of(record.path)).acl, _DELETE, ids)
-            events += tree.delete(record.path, record.version, zxid=zxid)
-            return None
-        if op == _OP_SET_DATA:
-            assert isinstance(record, SetDataRequest)
-            _check_path(record.path)
-            acls.check(tree.get(record.path).acl, _WRITE, ids)
-            node, evs = tree.set_data(
-                record.path, record.data, record.version, zxid=zxid, time_ms=cmd.time_ms
-            )
-            events += evs
-            return StatResponse(node.stat())
-        if op == _OP_SET_ACL:
-            assert isinstance(record, SetACLRequest)
-            _check_path(record.path)
-            acls.check(tree.get(record.path).acl, _ADMIN, ids)
-            node = tree.set_acl(record.path, acls.normalize(record.acl, ids), record.version)
-            return StatResponse(node.stat())
-        if op == _OP_CHECK:
-            assert isinstance(record, CheckVersionRequest)
-            _check_path(record.path)
-            node = tree.check(record.path, record.version)
-            acls.check(node.acl, _READ, ids)
-            return None if in_multi else StatResponse(node.stat())
-        raise ZkError(Err.UNIMPLEMENTED, f"op {op}")
-
-
-def _check_path(path: str) -> None:
-    error = validate_path(path)
-    if error is not None:
-        raise ZkError(Err.BADARGUMENTS, error)
-
-
-def _multi_result_type(op: int) -> int:
-    # kazoo only understands 1, 2, 5, 13 and -1 in multi results; createTTL and
-    # createContainer report as create2 (15), like ZooKeeper.
-    if op in (_OP_CREATE2, _OP_CREATE_CONTAINER, _OP_CREATE_TTL):
-        return int(_OP_CREATE2)
-    return int(op)

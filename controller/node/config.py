@@ -13,6 +13,8 @@ Example file::
     heartbeat_interval_ms = 50
     fsync = "always"          # or "never" (tests and benchmarks only)
     snapshot_interval_entries = 100000
+    admin_port = 8080         # HTTP: console, /metrics, /commands (-1 = off)
+    extended_types_enabled = false   # ZooKeeper's extendedTypesEnabled (TTL nodes)
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ import attrs
 
 from controller import limits
 from controller.raft.types import NodeId
+
+DEFAULT_ADMIN_PORT = 8080
+"""ZooKeeper's admin.serverPort default, for `kraft controller run` and config files."""
 
 
 class ConfigError(ValueError):
@@ -85,14 +90,16 @@ class NodeConfig:
     max_client_cnxns: int = 0
     max_outstanding_requests: int = 1000
     max_watches_per_session: int = 0
-    jute_max_buffer: int = 1 << 20
+    jute_max_buffer: int = limits.JUTE_MAX_BUFFER
     four_letter_word_whitelist: tuple[str, ...] = ("*",)
     super_digest: str = ""
-    ttl_enabled: bool = True
+    extended_types_enabled: bool = False  # zoo.cfg extendedTypesEnabled: TTL nodes
     # Broker controller settings (Kafka's names, dots as underscores).
     leader_imbalance_check_interval_seconds: float = 300.0
     leader_imbalance_per_broker_percentage: int = 10
     auto_leader_rebalance_enable: bool = True
+    # HTTP admin server (ZooKeeper's admin.serverPort): -1 = disabled, 0 = any free port.
+    admin_port: int = -1
 
     def __attrs_post_init__(self) -> None:
         members = {**self.voters, **self.observers}
@@ -108,6 +115,8 @@ class NodeConfig:
             raise ConfigError("election timeout must exceed twice the heartbeat interval")
         if not 0 <= self.client_port < 65536:
             raise ConfigError(f"bad client port {self.client_port}")
+        if not -1 <= self.admin_port < 65536:
+            raise ConfigError(f"bad admin port {self.admin_port} (-1 disables it)")
         if self.snapshot_interval_entries < 1:
             raise ConfigError("snapshot_interval_entries must be positive")
         if self.tick_time_ms < 10:
@@ -158,10 +167,11 @@ class NodeConfig:
             "jute_max_buffer",
             "four_letter_word_whitelist",
             "super_digest",
-            "ttl_enabled",
+            "extended_types_enabled",
             "leader_imbalance_check_interval_seconds",
             "leader_imbalance_per_broker_percentage",
             "auto_leader_rebalance_enable",
+            "admin_port",
         }
         unknown = set(raw) - known
         if unknown:
@@ -195,12 +205,13 @@ class NodeConfig:
                 max_client_cnxns=int(raw.get("max_client_cnxns", 0)),
                 max_outstanding_requests=int(raw.get("max_outstanding_requests", 1000)),
                 max_watches_per_session=int(raw.get("max_watches_per_session", 0)),
-                jute_max_buffer=int(raw.get("jute_max_buffer", 1 << 20)),
+                jute_max_buffer=int(raw.get("jute_max_buffer", limits.JUTE_MAX_BUFFER)),
                 four_letter_word_whitelist=tuple(
                     w.strip() for w in _as_list(raw.get("four_letter_word_whitelist", "*"))
                 ),
                 super_digest=str(raw.get("super_digest", "")),
-                ttl_enabled=raw.get("ttl_enabled", True) in (True, "true", "1", 1),
+                extended_types_enabled=raw.get("extended_types_enabled", False)
+                in (True, "true", "1", 1),
                 leader_imbalance_check_interval_seconds=float(
                     raw.get("leader_imbalance_check_interval_seconds", 300.0)
                 ),
@@ -209,6 +220,7 @@ class NodeConfig:
                 ),
                 auto_leader_rebalance_enable=raw.get("auto_leader_rebalance_enable", True)
                 in (True, "true", "1", 1),
+                admin_port=int(raw.get("admin_port", DEFAULT_ADMIN_PORT)),
             )
         except (TypeError, ValueError) as exc:
             if isinstance(exc, ConfigError):

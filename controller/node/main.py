@@ -32,7 +32,7 @@ def build_node(config: NodeConfig) -> ControllerNode:
     from controller.service.broker_controller import BrokerController, BrokerControllerSettings
     from controller.service.zk_service import ZkService, ZkSettings
 
-    coord = CoordStateMachine(ttl_enabled=config.ttl_enabled)
+    coord = CoordStateMachine()
     node = ControllerNode(config, ControllerStateMachine(coord))
     settings = ZkSettings(
         tick_time_ms=config.tick_time_ms,
@@ -42,7 +42,7 @@ def build_node(config: NodeConfig) -> ControllerNode:
         jute_max_buffer=config.jute_max_buffer,
         four_letter_whitelist=config.four_letter_word_whitelist,
         super_digest=config.super_digest,
-        ttl_enabled=config.ttl_enabled,
+        extended_types_enabled=config.extended_types_enabled,
     )
     service = ZkService(node, coord, settings)
     broker_controller = BrokerController(
@@ -61,6 +61,9 @@ def build_node(config: NodeConfig) -> ControllerNode:
     node.listeners = [service, broker_controller]
     node.components = [broker_controller.run]
     node.status_sources["broker_controller"] = broker_controller.stats
+    from controller.observe.setup import install_observability
+
+    install_observability(node, service, broker_controller)  # after the broker controller
     return node
 
 
@@ -69,6 +72,9 @@ async def run_until_signalled(config: NodeConfig) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(node.run)
         print(f"controller {config.node_id} serving clients on {node.client_address}", flush=True)
+        if "admin" in node.status_sources:
+            url = node.status_sources["admin"]()["url"]
+            print(f"admin server (console, /metrics) on {url}", flush=True)
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for signum in signals:
                 log.info("received %s, shutting down", signal.Signals(signum).name)

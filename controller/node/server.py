@@ -5,7 +5,8 @@ Tasks in the node's nursery:
   the inbox (peer messages, ticks), hands pending proposals to the core, then runs the
   `Ready` host loop; storage I/O runs in a worker thread, and whatever arrives meanwhile is
   handled as one batch afterwards (group commit);
-- the ticker, which turns the trio clock into Raft ticks;
+- the ticker, which turns the trio clock into Raft ticks; it sleeps until the next tick
+  that can do something, so an idle controller does not wake every tick (`ticks.py`);
 - one `PeerSender` per peer, and listeners for the Raft port and the client port.
 """
 
@@ -36,6 +37,7 @@ from controller.node.config import NodeConfig
 from controller.node.listeners import LeaderChange, RaftListener
 from controller.node.peers import PeerSender
 from controller.node.statemachine import KVStateMachine, StateMachine
+from controller.node.ticks import TickClock, ticks_until_due
 from controller.raft.core import InitialState, NotLeader, RaftConfig, RaftCore
 from controller.raft.messages import Message
 from controller.raft.ready import Ready
@@ -78,15 +80,19 @@ class ProposalFailed(Exception):
         self.leader = leader
 
 
-class _Tick:
-    pass
+class _Ticks:
+    """`count` ticks fired (handed over lazily, see `controller/node/ticks.py`)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self, count: int) -> None:
+        self.count = count
 
 
 class _Wake:
     pass
 
 
-_TICK = _Tick()
 _WAKE = _Wake()
 
 
@@ -113,7 +119,7 @@ class ControllerNode:
         self.components: list[Callable[..., Any]] = []
         self.status_sources: dict[str, Callable[[], dict[str, Any]]] = {}
         self.last_zxid = 0  # zxid of the last applied entry (ZooKeeper's lastProcessedZxid)
-        self._inbox_send, self._inbox_recv = trio.open_memory_channel[Message | _Tick | _Wake](
+        self._inbox_send, self._inbox_recv = trio.open_memory_channel[Message | _Ticks | _Wake](
             INBOX_CAPACITY
         )
         self._pending: deque[tuple[bytes, Callback]] = deque()
@@ -128,6 +134,9 @@ class ControllerNode:
         self._last_snapshot_index = 0
         self._storage: FileStorage | None = None
         self._core: RaftCore | None = None
+        self._clock = TickClock(limits.TICK_MS / 1000, 0.0)
+        self._ticks_applied = 0
+        self._tick_scope: trio.CancelScope | None = None
         self.leader_changes = 0
         self.fsyncs = 0
         self.snapshots_installed = 0
@@ -305,6 +314,7 @@ class ControllerNode:
                         sender = PeerSender(peer, addr, hello)
                         self._peers[peer] = sender
                         nursery.start_soon(sender.run)
+                self._clock = TickClock(limits.TICK_MS / 1000, trio.current_time())
                 nursery.start_soon(self._ticker)
                 nursery.start_soon(self._raft_loop)
                 if self.service is not None:
@@ -328,20 +338,41 @@ class ControllerNode:
             self._inbox_send.send_nowait(_WAKE)
 
     async def _ticker(self) -> None:
-        period = limits.TICK_MS / 1000
-        deadline = trio.current_time()
+        clock = self._clock
         while True:
-            deadline += period
-            await trio.sleep_until(deadline)
-            now = trio.current_time()
-            if now - deadline > 5 * period:
-                deadline = now  # after a stall, do not fire a burst of catch-up ticks
-            await self._inbox_send.send(_TICK)
+            # The Raft loop moves this deadline (`_plan_ticks`) when the core's next due
+            # tick changes; a wake-up before the current wake time (it moved later) only
+            # goes back to sleep.
+            with trio.CancelScope(deadline=clock.wake_time()) as scope:
+                self._tick_scope = scope
+                await trio.sleep_forever()
+            if trio.current_time() >= clock.wake_time():
+                await self._push_ticks()
+
+    async def _push_ticks(self) -> None:
+        """Hand the loop the ticks that fired since the last call. Called by the ticker and,
+        before queueing peer messages, by the peer readers: ticks and messages reach the
+        core in the order they happened."""
+        count = self._clock.fire(trio.current_time())
+        if count:
+            await self._inbox_send.send(_Ticks(count))
+
+    def _plan_ticks(self) -> None:
+        """Before the loop blocks: sleep until the next tick that can do something."""
+        clock = self._clock
+        clock.plan(self._ticks_applied, ticks_until_due(self.core), trio.current_time())
+        scope = self._tick_scope
+        if scope is not None:
+            wake = clock.wake_time()
+            # Earlier: always (a heartbeat is due). Later: not on every turn of a busy loop.
+            if wake < scope.deadline or wake - scope.deadline > clock.period:
+                scope.deadline = wake
 
     async def _raft_loop(self) -> None:
         core = self.core
         recv = self._inbox_recv
         while True:
+            self._plan_ticks()
             item = await recv.receive()
             self._poked = False
             self._handle_input(item)
@@ -364,13 +395,16 @@ class ControllerNode:
                 core.advance(rd)
             await self._maybe_snapshot()
 
-    def _handle_input(self, item: Message | _Tick | _Wake) -> None:
-        if item is _TICK:
-            self.core.tick()
+    def _handle_input(self, item: Message | _Ticks | _Wake) -> None:
+        if type(item) is _Ticks:
+            tick = self.core.tick
+            for _ in range(item.count):
+                tick()
+            self._ticks_applied += item.count
         elif item is _WAKE:
             pass
         else:
-            assert not isinstance(item, _Tick | _Wake)
+            assert not isinstance(item, _Ticks | _Wake)
             self.core.step(item)
 
     def _propose_pending(self) -> None:
@@ -445,11 +479,22 @@ class ControllerNode:
             self.fsyncs += 1
 
     def _send(self, messages: Sequence[Message]) -> None:
-        cache: EntryBlobCache = {}
-        for msg in messages:
+        if not messages:
+            return
+        if len(messages) == 1:
+            msg = messages[0]
             sender = self._peers.get(msg.dst)
             if sender is not None:
-                sender.push(encode_frame(msg, cache))
+                sender.push(encode_frame(msg))
+            return
+        cache: EntryBlobCache = {}
+        frames: dict[NodeId, list[bytes]] = {}
+        for msg in messages:
+            frames.setdefault(msg.dst, []).append(encode_frame(msg, cache))
+        for dst, batch in frames.items():
+            sender = self._peers.get(dst)
+            if sender is not None:
+                sender.push_many(batch)
 
     def _term_start(self, ss: Any) -> LogIndex:
         """The index of the first entry of the leader's term (its no-op), when leader."""
@@ -515,6 +560,7 @@ class ControllerNode:
         try:
             async for data in stream:
                 decoder.feed(bytes(data))
+                await self._push_ticks()  # the ticks that fired before these messages
                 while (frame := decoder.next_frame()) is not None:
                     if peer is None:
                         if not isinstance(frame, Hello):

@@ -316,6 +316,28 @@ class RaftCore:
             for peer, pr in self._progress.items()
         }
 
+    def ticks_until_due(self) -> int | None:
+        """How many `tick()` calls, with no other input, until one of them may act (send a
+        heartbeat, end a check-quorum round, abort a leadership transfer, start an
+        election); None if no tick ever will (an observer). At least 1.
+
+        Lets the shell sleep instead of delivering ticks that only count (an idle
+        controller then costs no CPU); the ticks must still all be delivered, in order with
+        the other inputs, before the due one."""
+        cfg = self.config
+        if self._role is _LEADER:
+            due = min(
+                cfg.heartbeat_ticks - self._heartbeat_elapsed,
+                cfg.election_ticks - self._election_elapsed,
+            )
+            if self._transfer_target is not None:
+                due = min(due, cfg.election_ticks - self._transfer_elapsed)
+        elif self._is_voter:
+            due = self._randomized_timeout - self._election_elapsed
+        else:
+            return None
+        return max(1, due)
+
     def proposal_room(self) -> int:
         if self._role is not _LEADER or self._transfer_target is not None:
             return 0

@@ -98,7 +98,7 @@ class _Outcome(enum.Enum):
 def znode_view(node: Znode | None) -> ZnodeView | None:
     if node is None:
         return None
-    return ZnodeView(node.data, node.version, node.czxid, node.mzxid, node.ephemeral_owner)
+    return ZnodeView(node.data or b"", node.version, node.czxid, node.mzxid, node.ephemeral_owner)
 
 
 class BrokerController:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import controller
+from controller.service.watches import KINDS
 
 if TYPE_CHECKING:
     from controller.service.zk_service import ZkService
@@ -47,6 +48,14 @@ def four_letter_reply(service: ZkService, word: str) -> str:
         return _envi()
     if not _serving(service) and word not in ("conf", "dirs"):
         return "This ZooKeeper instance is not currently serving requests\n"
+    return word_text(service, word)
+
+
+def word_text(service: ZkService, word: str) -> str:
+    """The reply to a known word other than ruok/isro, without the whitelist and serving
+    checks (also used by the HTTP admin server's `/commands/<name>`)."""
+    if word == "envi":
+        return _envi()
     handler: Callable[[], str] = {
         "srvr": lambda: _srvr(service, with_clients=False),
         "stat": lambda: _srvr(service, with_clients=True),
@@ -105,6 +114,11 @@ def _srvr(service: ZkService, *, with_clients: bool) -> str:
 
 
 def _mntr(service: ZkService) -> str:
+    return "".join(f"{k}\t{v}\n" for k, v in mntr_values(service))
+
+
+def mntr_values(service: ZkService) -> list[tuple[str, object]]:
+    """`mntr`'s keys and values, in order (also read by `/commands/mntr` and `/metrics`)."""
     tree = service.machine.tree
     avg = service.latency_total / service.latency_count if service.latency_count else 0.0
     values: list[tuple[str, object]] = [
@@ -133,7 +147,7 @@ def _mntr(service: ZkService) -> str:
             ("zk_synced_followers", len(synced)),
             ("zk_pending_syncs", 0),
         ]
-    return "".join(f"{k}\t{v}\n" for k, v in values)
+    return values
 
 
 def _conf(service: ZkService) -> str:
@@ -168,9 +182,9 @@ def _cons(service: ZkService) -> str:
 
 def _wchs(service: ZkService) -> str:
     w = service.watches
-    paths = {p for table in (w.data, w.exist, w.child, w.persistent, w.recursive) for p in table}
-    conns = len({k for table in (w.data, w.exist, w.child, w.persistent, w.recursive)
-                 for keys in table.values() for k in keys})  # fmt: skip
+    tables = [getattr(w, kind) for kind in KINDS]
+    paths = {p for table in tables for p in table}
+    conns = len({k for table in tables for keys in table.values() for k in keys})
     return f"{conns} connections watching {len(paths)} paths\nTotal watches:{w.count()}\n"
 
 

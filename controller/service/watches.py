@@ -4,6 +4,10 @@ Maps watch registrations to connection keys and turns applied events into the se
 notifications to send, following ZooKeeper's rules: one-shot data/exist/child watches fire
 once and are removed; persistent watches stay; recursive watches see every event below
 their path except NodeChildrenChanged.
+
+As in ZooKeeper, where `addWatch` registers the watcher in both its data and its child watch
+manager, a persistent or recursive watch has a data half (`persistent`, `recursive`) and a
+child half (`persistent_child`, `recursive_child`) that removeWatches removes separately.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from collections.abc import Hashable, Iterable
 from controller.zk.constants import EventType
 
 Key = Hashable
+KINDS = ("data", "exist", "child", "persistent", "recursive", "persistent_child", "recursive_child")
+DATA_KINDS = ("data", "exist", "persistent", "recursive")
+CHILD_KINDS = ("child", "persistent_child", "recursive_child")
 
 
 def ancestors(path: str) -> Iterable[str]:
@@ -33,6 +40,8 @@ class WatchTable:
         self.child: dict[str, set[Key]] = {}
         self.persistent: dict[str, set[Key]] = {}
         self.recursive: dict[str, set[Key]] = {}
+        self.persistent_child: dict[str, set[Key]] = {}
+        self.recursive_child: dict[str, set[Key]] = {}
         self._by_key: dict[Key, set[tuple[str, str]]] = {}
 
     def _table(self, kind: str) -> dict[str, set[Key]]:
@@ -56,6 +65,10 @@ class WatchTable:
 
     def has(self, kind: str, path: str, key: Key) -> bool:
         return key in self._table(kind).get(path, ())
+
+    def anyone_watches(self, kind: str, path: str) -> bool:
+        """Some connection has a watch of this kind on exactly this path."""
+        return bool(self._table(kind).get(path))
 
     def drop(self, key: Key) -> None:
         """Forget every watch of a connection (it closed)."""
@@ -86,20 +99,20 @@ class WatchTable:
     def trigger(self, event: int, path: str) -> set[Key]:
         """Connections to notify of (event, path); one-shot watches are consumed."""
         out: set[Key] = set()
-        if event == EventType.NODE_CREATED:
-            self._fire("exist", path, out)
-            self._fire("data", path, out)
-        elif event == EventType.NODE_DATA_CHANGED:
-            self._fire("data", path, out)
-            self._fire("exist", path, out)
-        elif event == EventType.NODE_DELETED:
-            self._fire("data", path, out)
-            self._fire("exist", path, out)
+        if event == EventType.NODE_CHILDREN_CHANGED:
             self._fire("child", path, out)
-        elif event == EventType.NODE_CHILDREN_CHANGED:
-            self._fire("child", path, out)
+            out |= self.persistent_child.get(path, set())
+            return out  # recursive watches never see NodeChildrenChanged
+        self._fire("data", path, out)
+        self._fire("exist", path, out)
         out |= self.persistent.get(path, set())
-        if event != EventType.NODE_CHILDREN_CHANGED and self.recursive:
+        deleted = event == EventType.NODE_DELETED
+        if deleted:
+            self._fire("child", path, out)
+            out |= self.persistent_child.get(path, set())
+        if self.recursive or (deleted and self.recursive_child):
             for p in ancestors(path):
                 out |= self.recursive.get(p, set())
+                if deleted:
+                    out |= self.recursive_child.get(p, set())
         return out

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import time
 from collections import deque
@@ -40,23 +41,20 @@ from controller.coord.commands import (
 )
 from controller.coord.datatree import ZkError
 from controller.coord.machine import WRITE_OPS, CoordStateMachine
+from controller.limits import JUTE_MAX_BUFFER
 from controller.node.codec import Forward, ServiceFrame, SessionTouch
 from controller.node.listeners import CommittedBatch, LeaderChange
 from controller.raft.types import Entry, LogIndex, NodeId
 from controller.service.fourletter import four_letter_reply
 from controller.service.watches import WatchTable
+from controller.service.zk_reads import ZkReads
 from controller.zk.constants import (
     XID_AUTH,
     XID_NOTIFICATION,
     XID_PING,
-    XID_SET_WATCHES,
-    AddWatchMode,
     Err,
-    EventType,
     KeeperState,
     OpCode,
-    Perm,
-    WatcherType,
 )
 from controller.zk.jute import JuteError
 from controller.zk.protocol import (
@@ -71,72 +69,37 @@ from controller.zk.protocol import (
     encode_notification,
     encode_reply,
     record_bytes,
-    validate_path,
 )
 from controller.zk.records import (
-    AddWatchRequest,
     AuthPacket,
-    ClientInfo,
     ConnectRequest,
     ConnectResponse,
-    ErrorResponse,
-    ExistsRequest,
-    GetACLRequest,
-    GetACLResponse,
-    GetAllChildrenNumberRequest,
-    GetAllChildrenNumberResponse,
-    GetChildren2Request,
-    GetChildren2Response,
-    GetChildrenRequest,
-    GetChildrenResponse,
-    GetDataRequest,
-    GetDataResponse,
-    GetEphemeralsRequest,
-    GetEphemeralsResponse,
-    MultiRequest,
-    MultiResponse,
-    RemoveWatchesRequest,
     SetWatches,
     SetWatches2,
-    StatResponse,
     SyncRequest,
     SyncResponse,
-    WhoAmIResponse,
 )
 
 if TYPE_CHECKING:
+    from controller.node.config import NodeConfig
     from controller.node.server import ControllerNode
 
 log = logging.getLogger(__name__)
 
-_READ = int(Perm.READ)
-_ADMIN = int(Perm.ADMIN)
 TOUCH_INTERVAL_S = 0.1
 STUCK_WRITE_S = 5.0
-EXPIRY_CHECK_S = 0.05
+EXPIRY_RECHECK_S = 1.0  # the expiry loop looks again at least this often
 TTL_CHECK_S = 1.0
 HANDSHAKE_TIMEOUT_S = 10.0
 
 
 # Opcodes as plain ints: enum member lookups are slow on the per-request path.
-_OP_ADD_WATCH = int(OpCode.ADD_WATCH)
 _OP_AUTH = int(OpCode.AUTH)
-_OP_CHECK_WATCHES = int(OpCode.CHECK_WATCHES)
 _OP_CLOSE_SESSION = int(OpCode.CLOSE_SESSION)
-_OP_EXISTS = int(OpCode.EXISTS)
-_OP_GET_ACL = int(OpCode.GET_ACL)
-_OP_GET_ALL_CHILDREN_NUMBER = int(OpCode.GET_ALL_CHILDREN_NUMBER)
-_OP_GET_CHILDREN = int(OpCode.GET_CHILDREN)
-_OP_GET_CHILDREN2 = int(OpCode.GET_CHILDREN2)
-_OP_GET_DATA = int(OpCode.GET_DATA)
-_OP_GET_EPHEMERALS = int(OpCode.GET_EPHEMERALS)
-_OP_MULTI_READ = int(OpCode.MULTI_READ)
 _OP_PING = int(OpCode.PING)
-_OP_REMOVE_WATCHES = int(OpCode.REMOVE_WATCHES)
 _OP_SET_WATCHES = int(OpCode.SET_WATCHES)
 _OP_SET_WATCHES2 = int(OpCode.SET_WATCHES2)
 _OP_SYNC = int(OpCode.SYNC)
-_OP_WHO_AM_I = int(OpCode.WHO_AM_I)
 
 
 @attrs.frozen
@@ -149,10 +112,10 @@ class ZkSettings:
     max_client_cnxns: int = 0  # per client address; 0 = unlimited (ZooKeeper's default is 60)
     max_outstanding: int = 1000  # requests per connection before we stop reading it
     max_watches_per_session: int = 0  # 0 = unlimited
-    jute_max_buffer: int = 1 << 20
+    jute_max_buffer: int = JUTE_MAX_BUFFER
     four_letter_whitelist: tuple[str, ...] = ("*",)
     super_digest: str = ""  # "super:<base64 sha1>" as ZooKeeper's superDigest
-    ttl_enabled: bool = True
+    extended_types_enabled: bool = False  # ZooKeeper's extendedTypesEnabled: TTL nodes
 
     @property
     def min_timeout(self) -> int:
@@ -219,6 +182,8 @@ class ZkService:
         self.machine = machine
         self.settings = settings
         self.watches = WatchTable()
+        self.reads = ZkReads(lambda: machine.tree, self.watches, settings.max_watches_per_session)
+        machine.set_config(ensemble_config(node.config), _now_ms())
         self.connections: dict[int, ClientConnection] = {}
         self.by_session: dict[int, set[ClientConnection]] = {}
         self.per_address: dict[str, int] = {}
@@ -229,9 +194,16 @@ class ZkService:
         self._seq = itertools.count(time.time_ns())
         self._pending: dict[int, Callable[[Applied], None]] = {}  # seq -> completion
         self._unsent: list[tuple[int, bytes]] = []  # (seq, command) not handed to a leader yet
-        self._sent: set[int] = set()  # seqs handed to the current leader, not applied yet
+        # seq -> the leader it was handed to, until applied here.
+        self._sent: dict[int, NodeId] = {}
         self._pending_since: deque[tuple[float, int]] = deque()  # (proposed at, seq), in order
         self._forward_wake = trio.Event()
+        # Background loops sleep on these instead of polling: an idle controller must cost
+        # nothing (each trio wake-up is 0.1-0.3 ms of CPU here; see docs/performance.md).
+        self._touch_wake = trio.Event()  # first touch since the last relay
+        self._leader_wake = trio.Event()  # this controller became leader
+        self._pending_wake = trio.Event()  # a request is waiting for the log
+        self._session_wake = trio.Event()  # a session was created (an earlier deadline)
         self._touched: set[int] = set()
         self._deadlines: dict[int, float] = {}  # leader only: session -> trio deadline
         self._expiring: set[int] = set()
@@ -263,11 +235,12 @@ class ZkService:
             self._notify(event_type, path, result.zxid)
         if result.timeout_ms and result.session_id:  # a session was created
             self._deadlines[result.session_id] = trio.current_time() + result.timeout_ms / 1000
+            self._session_wake.set()
         if result.closed_session:
             self._deadlines.pop(result.session_id, None)
             self._expiring.discard(result.session_id)
         if result.origin == self.node.node_id:
-            self._sent.discard(result.seq)
+            self._sent.pop(result.seq, None)
             done = self._pending.pop(result.seq, None)
             if done is not None:
                 done(result)
@@ -280,6 +253,7 @@ class ZkService:
         was_leader = self._is_leader
         self._is_leader = role == "leader"
         if self._is_leader and not was_leader:
+            self._leader_wake.set()
             # A new leader cannot know how long sessions were silent: full timeout for all.
             now = trio.current_time()
             self._deadlines = {
@@ -288,13 +262,17 @@ class ZkService:
             self._expiring.clear()
         if leader_id != self._leader:
             self._leader = leader_id
-            # Requests handed to the old leader may be lost with it: fail their connections
-            # (outcome unknown, as in ZooKeeper). Requests not yet sent go to the new one.
-            for seq in list(self._sent):
+            # Requests handed to another leader may be lost with it: fail their connections
+            # (outcome unknown, as in ZooKeeper). Requests not yet sent go to the new one;
+            # those this node proposed as leader just before hearing of its own election
+            # stay in its log and complete normally.
+            for seq, sent_to in list(self._sent.items()):
+                if sent_to == leader_id:
+                    continue
+                del self._sent[seq]
                 done = self._pending.pop(seq, None)
                 if done is not None:
                     done(Applied(self.node.node_id, seq, 0, Err.CONNECTIONLOSS))
-            self._sent.clear()
             self._forward_wake.set()
 
     def on_peer_frame(self, src: NodeId, frame: ServiceFrame) -> None:
@@ -317,7 +295,7 @@ class ZkService:
             nursery.start_soon(self._flush_forwards)
             nursery.start_soon(self._sweep_stuck_writes)
             nursery.start_soon(self._expire_sessions)
-            if self.settings.ttl_enabled:
+            if self.settings.extended_types_enabled:
                 nursery.start_soon(self._expire_ttl_nodes)
             task_status.started()
 
@@ -326,12 +304,13 @@ class ZkService:
     def touch(self, session_id: int) -> None:
         if session_id:
             self._touched.add(session_id)
+            self._touch_wake.set()
 
     async def _relay_touches(self) -> None:
         while True:
-            await trio.sleep(TOUCH_INTERVAL_S)
-            if not self._touched:
-                continue
+            await self._touch_wake.wait()
+            await trio.sleep(TOUCH_INTERVAL_S)  # batch what else arrives meanwhile
+            self._touch_wake = trio.Event()
             touched, self._touched = self._touched, set()
             if self._is_leader:
                 self.on_peer_frame(self.node.node_id, SessionTouch(tuple(touched)))
@@ -340,7 +319,17 @@ class ZkService:
 
     async def _expire_sessions(self) -> None:
         while True:
-            await trio.sleep(EXPIRY_CHECK_S)
+            if not self._is_leader:
+                self._leader_wake = trio.Event()
+                await self._leader_wake.wait()
+                continue
+            # Sleep until the earliest deadline: touches only push deadlines later, and a
+            # new session (the one way to add an earlier one) wakes us.
+            now = trio.current_time()
+            earliest = min(self._deadlines.values(), default=now + EXPIRY_RECHECK_S)
+            self._session_wake = trio.Event()
+            with trio.move_on_at(max(now, min(earliest, now + EXPIRY_RECHECK_S))):
+                await self._session_wake.wait()
             if not self._is_leader:
                 continue
             # Sessions this controller serves right now are alive by definition.
@@ -361,6 +350,9 @@ class ZkService:
 
     async def _expire_ttl_nodes(self) -> None:
         while True:
+            if not self._is_leader:
+                await self._leader_wake.wait()
+                continue
             await trio.sleep(TTL_CHECK_S)
             if not self._is_leader:
                 continue
@@ -392,8 +384,11 @@ class ZkService:
         (CONNECTIONLOSS with zxid 0: outcome unknown, e.g. the leader changed)."""
         node_id = self.node.node_id
         body = record_bytes(record)
+        extended = self.settings.extended_types_enabled
         return await self.propose_command(
-            lambda seq: Write(node_id, seq, session_id, op, body, (("super", ""),), _now_ms())
+            lambda seq: Write(
+                node_id, seq, session_id, op, body, (("super", ""),), _now_ms(), extended
+            )
         )
 
     async def propose_command(self, build: Callable[[int], Command]) -> Applied:
@@ -422,6 +417,7 @@ class ZkService:
         self._pending_since.append((trio.current_time(), seq))
         self._unsent.append((seq, data))
         self._forward_wake.set()
+        self._pending_wake.set()
         return True
 
     async def _sweep_stuck_writes(self) -> None:
@@ -429,12 +425,15 @@ class ZkService:
         broken peer connection): their clients see connection loss and retry, instead of
         waiting forever."""
         while True:
+            if not self._pending_since:
+                self._pending_wake = trio.Event()
+                await self._pending_wake.wait()
             await trio.sleep(1.0)
             limit = trio.current_time() - STUCK_WRITE_S
             since = self._pending_since
             while since and (since[0][0] <= limit or since[0][1] not in self._pending):
                 _, seq = since.popleft()
-                self._sent.discard(seq)
+                self._sent.pop(seq, None)
                 done = self._pending.pop(seq, None)
                 if done is not None:
                     log.warning("request %d got no answer from the log in %ss", seq, STUCK_WRITE_S)
@@ -442,7 +441,9 @@ class ZkService:
 
     async def _flush_forwards(self) -> None:
         while True:
-            with trio.move_on_after(0.05):  # also retry unsent requests while leaderless
+            # Unsent requests (no leader yet, or its connection is down) are retried every
+            # 50 ms; with nothing to send, only a new request or a leader change wakes us.
+            with trio.move_on_after(0.05 if self._unsent else math.inf):
                 await self._forward_wake.wait()
             self._forward_wake = trio.Event()
             await trio.lowlevel.checkpoint()  # let the other readers queue theirs too
@@ -452,7 +453,7 @@ class ZkService:
             if self.node.core.is_leader:
                 self._unsent = []
                 for seq, data in batch:
-                    self._sent.add(seq)
+                    self._sent[seq] = self.node.node_id
                     self.node.submit(data, self._fail_on_error(seq))
                 continue
             leader = self.node.core.leader_id
@@ -463,7 +464,7 @@ class ZkService:
                 self._unsent = batch
                 continue
             self._unsent = []
-            self._sent.update(seq for seq, _ in batch)
+            self._sent.update((seq, leader) for seq, _ in batch)
 
     def _fail_on_error(self, seq: int) -> Callable[[object, Entry | None, Exception | None], None]:
         def callback(result: object, entry: Entry | None, error: Exception | None) -> None:
@@ -662,8 +663,17 @@ class ZkService:
             self._pump(conn)
             return True
         except JuteError as exc:
-            log.warning("closing client %s: malformed request (op %d): %s", conn.address, op, exc)
-            return False
+            if op == _OP_AUTH:
+                log.warning("closing client %s: malformed auth packet: %s", conn.address, exc)
+                return False
+            # ZooKeeper answers a request it cannot deserialize with MARSHALLINGERROR and
+            # keeps the connection; such a write never reaches the log here.
+            log.info("malformed request (op %d) from %s: %s", op, conn.address, exc)
+            slot.compute = lambda: encode_reply(
+                xid, self.node.last_zxid, Err.MARSHALLINGERROR, None
+            )
+            self._pump(conn)
+            return True
         if op == _OP_AUTH:
             assert isinstance(record, AuthPacket)
             return self._auth(conn, slot, record)
@@ -685,9 +695,12 @@ class ZkService:
     def _auth(self, conn: ClientConnection, slot: _Slot, packet: AuthPacket) -> bool:
         if packet.scheme == "digest":
             ident = acls.digest_id(packet.auth.decode("utf-8", "replace"))
-            conn.identities.append(("digest", ident))
+            added = [("digest", ident)]
             if self.settings.super_digest and ident == self.settings.super_digest:
-                conn.identities.append(("super", ""))
+                added.append(("super", ""))
+            for identity in added:  # ServerCnxn.addAuthInfo keeps each id once
+                if identity not in conn.identities:
+                    conn.identities.append(identity)
             slot.compute = lambda: encode_reply(XID_AUTH, 0, 0, None)
             self._pump(conn)
             return True
@@ -709,13 +722,14 @@ class ZkService:
         session_id = conn.session_id
         identities = tuple(conn.identities)
         node_id = self.node.node_id
+        extended = self.settings.extended_types_enabled
 
         def build(seq: int) -> Command:
             if close:
                 return CloseSession(node_id, seq, session_id, False, _now_ms())
             if sync_path is not None:
                 return Barrier(node_id, seq)
-            return Write(node_id, seq, session_id, op, body, identities, _now_ms())
+            return Write(node_id, seq, session_id, op, body, identities, _now_ms(), extended)
 
         def done(result: Applied) -> None:
             conn.pending_writes -= 1
@@ -771,162 +785,17 @@ class ZkService:
     ) -> bytes:
         zxid = self.node.last_zxid
         try:
-            response = self._read_op(conn, op, record)
+            if op in (_OP_SET_WATCHES, _OP_SET_WATCHES2):
+                assert isinstance(record, SetWatches | SetWatches2)
+                self.reads.set_watches(conn.id, record, lambda ev, path: _fire(conn, ev, path))
+                response = None
+            else:
+                response = self.reads.read(conn.id, conn.session_id, conn.identities, op, record)
         except ZkError as exc:
             return encode_reply(xid, zxid, exc.code, None)
         finally:
             self._record_latency(started)
-        if xid == XID_SET_WATCHES:
-            return encode_reply(XID_SET_WATCHES, zxid, 0, None)
         return encode_reply(xid, zxid, 0, response)
-
-    def _check_path(self, path: str) -> None:
-        error = validate_path(path)
-        if error is not None:
-            raise ZkError(Err.BADARGUMENTS, error)
-
-    def _add_watch(self, conn: ClientConnection, kind: str, path: str) -> None:
-        limit = self.settings.max_watches_per_session
-        if limit and self.watches.count_for(conn.id) >= limit:
-            raise ZkError(Err.THROTTLEDOP, f"more than {limit} watches")
-        self.watches.add(kind, path, conn.id)
-
-    def _read_op(self, conn: ClientConnection, op: int, record: Any) -> Any:
-        tree = self.machine.tree
-        ids = conn.identities
-        if op == _OP_EXISTS:
-            assert isinstance(record, ExistsRequest)
-            self._check_path(record.path)
-            node = tree.find(record.path)
-            if record.watch:
-                self._add_watch(conn, "data" if node is not None else "exist", record.path)
-            if node is None:
-                raise ZkError(Err.NONODE)
-            return StatResponse(node.stat())
-        if op == _OP_GET_DATA:
-            assert isinstance(record, GetDataRequest)
-            self._check_path(record.path)
-            node = tree.get(record.path)
-            acls.check(node.acl, _READ, ids)
-            if record.watch:
-                self._add_watch(conn, "data", record.path)
-            return GetDataResponse(node.data, node.stat())
-        if op in (_OP_GET_CHILDREN, _OP_GET_CHILDREN2):
-            assert isinstance(record, GetChildrenRequest | GetChildren2Request)
-            self._check_path(record.path)
-            node = tree.get(record.path)
-            acls.check(node.acl, _READ, ids)
-            if record.watch:
-                self._add_watch(conn, "child", record.path)
-            children = sorted(node.children)
-            if op == _OP_GET_CHILDREN:
-                return GetChildrenResponse(children)
-            return GetChildren2Response(children, node.stat())
-        if op == _OP_GET_ACL:
-            assert isinstance(record, GetACLRequest)
-            self._check_path(record.path)
-            node = tree.get(record.path)
-            # ZooKeeper 3.8: reading an ACL needs READ or ADMIN.
-            if not (
-                acls.has_permission(node.acl, _READ, ids)
-                or acls.has_permission(node.acl, _ADMIN, ids)
-            ):
-                raise ZkError(Err.NOAUTH)
-            return GetACLResponse(list(node.acl), node.stat())
-        if op == _OP_GET_EPHEMERALS:
-            assert isinstance(record, GetEphemeralsRequest)
-            self._check_path(record.prefix_path)
-            return GetEphemeralsResponse(tree.ephemerals_of(conn.session_id, record.prefix_path))
-        if op == _OP_GET_ALL_CHILDREN_NUMBER:
-            assert isinstance(record, GetAllChildrenNumberRequest)
-            self._check_path(record.path)
-            node = tree.get(record.path)
-            acls.check(node.acl, _READ, ids)
-            return GetAllChildrenNumberResponse(tree.all_children_number(record.path))
-        if op == _OP_MULTI_READ:
-            assert isinstance(record, MultiRequest)
-            results: list[tuple[int, int, Any]] = []
-            for sub_op, sub in record.ops:
-                try:
-                    results.append((sub_op, 0, self._read_op(conn, sub_op, sub)))
-                except ZkError as exc:
-                    results.append((-1, exc.code, ErrorResponse(exc.code)))
-            return MultiResponse(results)
-        if op == _OP_ADD_WATCH:
-            assert isinstance(record, AddWatchRequest)
-            self._check_path(record.path)
-            kind = "recursive" if record.mode == AddWatchMode.PERSISTENT_RECURSIVE else "persistent"
-            self._add_watch(conn, kind, record.path)
-            return ErrorResponse(0)
-        if op in (_OP_CHECK_WATCHES, _OP_REMOVE_WATCHES):
-            assert isinstance(record, RemoveWatchesRequest)
-            return self._remove_watches(conn, op, record)
-        if op in (_OP_SET_WATCHES, _OP_SET_WATCHES2):
-            assert isinstance(record, SetWatches | SetWatches2)
-            self._set_watches(conn, record)
-            return None
-        if op == _OP_WHO_AM_I:
-            return WhoAmIResponse([ClientInfo(s, i) for s, i in conn.identities])
-        raise ZkError(Err.UNIMPLEMENTED)
-
-    def _remove_watches(self, conn: ClientConnection, op: int, req: RemoveWatchesRequest) -> None:
-        table: dict[int, tuple[str, ...]] = {
-            WatcherType.CHILDREN: ("child",),
-            WatcherType.DATA: ("data", "exist"),
-            WatcherType.ANY: ("child", "data", "exist", "persistent", "recursive"),
-            WatcherType.PERSISTENT: ("persistent",),
-            WatcherType.PERSISTENT_RECURSIVE: ("recursive",),
-        }
-        kinds = table.get(req.type, ())
-        present = [k for k in kinds if self.watches.has(k, req.path, conn.id)]
-        if not present:
-            raise ZkError(Err.NOWATCHER)
-        if op == _OP_REMOVE_WATCHES:
-            for kind in present:
-                self.watches.remove(kind, req.path, conn.id)
-                event = {
-                    "child": EventType.CHILD_WATCH_REMOVED,
-                    "persistent": EventType.PERSISTENT_WATCH_REMOVED,
-                    "recursive": EventType.PERSISTENT_WATCH_REMOVED,
-                }.get(kind, EventType.DATA_WATCH_REMOVED)
-                conn.push(encode_notification(event, KeeperState.SYNC_CONNECTED, req.path, -1))
-        return None
-
-    def _set_watches(self, conn: ClientConnection, req: SetWatches | SetWatches2) -> None:
-        """Re-arm watches after a reconnect, firing what changed while away (b.10)."""
-        tree = self.machine.tree
-        rel = req.relative_zxid
-        state = KeeperState.SYNC_CONNECTED
-
-        def fire(event: int, path: str) -> None:
-            conn.push(encode_notification(event, state, path, -1))
-
-        for path in req.data_watches or ():
-            node = tree.find(path)
-            if node is None:
-                fire(EventType.NODE_DELETED, path)
-            elif node.mzxid > rel:
-                fire(EventType.NODE_DATA_CHANGED, path)
-            else:
-                self.watches.add("data", path, conn.id)
-        for path in req.exist_watches or ():
-            if tree.find(path) is not None:
-                fire(EventType.NODE_CREATED, path)
-            else:
-                self.watches.add("exist", path, conn.id)
-        for path in req.child_watches or ():
-            node = tree.find(path)
-            if node is None:
-                fire(EventType.NODE_DELETED, path)
-            elif node.pzxid > rel:
-                fire(EventType.NODE_CHILDREN_CHANGED, path)
-            else:
-                self.watches.add("child", path, conn.id)
-        if isinstance(req, SetWatches2):
-            for path in req.persistent_watches or ():
-                self.watches.add("persistent", path, conn.id)
-            for path in req.persistent_recursive_watches or ():
-                self.watches.add("recursive", path, conn.id)
 
     # ------------------------------------------------------------------ status
 
@@ -948,6 +817,23 @@ class ServiceWriteError(Exception):
         name = Err(code).name if code in Err._value2member_map_ else str(code)
         super().__init__(f"{message} ({name})")
         self.code = code
+
+
+def ensemble_config(config: NodeConfig) -> bytes:
+    """/zookeeper/config as ZooKeeper writes it for a static ensemble: one
+    `server.N=host:peer:election:role` line per member, then `version=0`. A controller has
+    one Raft port, which serves as both the peer and the election port."""
+    members = [(nid, addr, "participant") for nid, addr in config.voters.items()]
+    members += [(nid, addr, "observer") for nid, addr in config.observers.items()]
+    lines = [
+        f"server.{nid}={addr.host}:{addr.port}:{addr.port}:{role}"
+        for nid, addr, role in sorted(members)
+    ]
+    return "\n".join([*lines, "version=0"]).encode()
+
+
+def _fire(conn: ClientConnection, event: int, path: str) -> None:
+    conn.push(encode_notification(event, KeeperState.SYNC_CONNECTED, path, -1))
 
 
 def _ignore(result: object, entry: Entry | None, error: Exception | None) -> None:

@@ -28,10 +28,10 @@ from controller.sim.options import TICK
 if TYPE_CHECKING:
     from controller.sim.simulation import SimNode, Simulation
 
-# Worst first attempt: a timeout drawn from [T, 2T) widened up to 4x by election backoff
-# (8T); then at most one collision and a second draw. Measured over 20,000 seeds, the
-# slowest heal needed 9.6 timeouts; see docs/raft.md.
-LEADER_WITHIN_TIMEOUTS = 16
+# A timeout is drawn from [T, 2T) and election backoff widens it up to 4x (8T): room for
+# the widest first attempt and a second after a collision. Over 20,000 seeds the slowest
+# heal took 6.9 timeouts (docs/raft.md).
+LEADER_WITHIN_TIMEOUTS = 12
 
 
 class HealMonitor:
@@ -105,7 +105,7 @@ class HealMonitor:
         while self._commit_deadlines and self._commit_deadlines[0][0] < now:
             deadline, peer, index, leader, term = self._commit_deadlines.popleft()
             lead = sim.nodes[leader].core
-            if not (lead.is_leader and lead.term == term):
+            if not (lead.is_leader and lead.term == term) or sim.nodes[peer].core.term != term:
                 continue  # a new term owes nothing for the old one
             if sim.last_disorder.get((leader, peer), -1) >= sim.leader_since.get(term, 0):
                 continue  # lost or reordered in this term: recovery goes by rejections

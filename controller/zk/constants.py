@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+from controller.limits import JUTE_MAX_BUFFER
+
 
 class OpCode(enum.IntEnum):
     """Request types (`ZooDefs.OpCode`)."""
@@ -171,7 +173,7 @@ XID_AUTH = -4
 XID_SET_WATCHES = -8
 
 EPHEMERAL_CONTAINER_OWNER = -(1 << 63)  # Long.MIN_VALUE
-DEFAULT_MAX_BUFFER = 1 << 20
+DEFAULT_MAX_BUFFER = JUTE_MAX_BUFFER  # 0xfffff, as ZooKeeper
 
 FOUR_LETTER_WORDS: frozenset[bytes] = frozenset(
     w.encode()

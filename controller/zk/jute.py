@@ -76,11 +76,12 @@ class Reader:
             raise JuteError(f"invalid UTF-8 string: {exc}") from None
 
     def path(self) -> str:
-        """A ustring that must not be null (request paths)."""
-        value = self.ustring()
-        if value is None:
+        """A ustring that must not be null (request paths). Malformed UTF-8 becomes U+FFFD,
+        as Java's decoder does on ZooKeeper servers (the path is then simply invalid)."""
+        raw = self.buffer()
+        if raw is None:
             raise JuteError("null path")
-        return value
+        return raw.decode("utf-8", "replace")
 
     def vector(self, read_item: Callable[[Reader], T]) -> list[T] | None:
         n = self.int()

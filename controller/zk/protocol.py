@@ -316,11 +316,17 @@ class ClientFramer(_Framer):
 # ---------------------------------------------------------------------- paths
 
 
-_BAD_CHARS = re.compile("[\u0000-\u001f\u007f-\u009f\ud800-\uf8ff\ufff0-\uffff]")
+# PathUtils refuses these Java chars. Java strings are UTF-16, so every character outside the
+# BMP is a surrogate pair there (\ud800-\udfff): refused as well.
+_BAD_CHARS = re.compile(
+    "[\u0000-\u001f\u007f-\u009f\ud800-\uf8ff\ufff0-\uffff\U00010000-\U0010ffff]"
+)
 
 
 def validate_path(path: str, *, sequential: bool = False) -> str | None:
-    """ZooKeeper's PathUtils.validatePath: an error message, or None if valid."""
+    """ZooKeeper's PathUtils.validatePath: an error message, or None if valid. ZooKeeper
+    applies it to create's final path and to setData, setACL and check; reads and delete
+    only look the path up."""
     if sequential:
         path = path + "1"
     if not path:

@@ -1,7 +1,8 @@
 """Jute records of the ZooKeeper protocol (zookeeper.jute), field order as on the wire.
 
-Each record has `read(Reader)` and `write(Writer)`. Request paths are non-null strings; data
-buffers read as b"" when null.
+Each record has `read(Reader)` and `write(Writer)`. Request paths are non-null strings; znode
+data keeps the difference between a null buffer (None, length -1) and an empty one (b""), as
+ZooKeeper does.
 """
 
 from __future__ import annotations
@@ -199,13 +200,13 @@ class CreateRequest:
     """create / create2 / createContainer."""
 
     path: str
-    data: bytes
+    data: bytes | None
     acl: list[ACL]
     flags: int
 
     @classmethod
     def read(cls, r: Reader) -> Self:
-        return cls(r.path(), r.buffer() or b"", r.vector(_read_acl) or [], r.int())
+        return cls(r.path(), r.buffer(), r.vector(_read_acl) or [], r.int())
 
     def write(self, w: Writer) -> None:
         w.ustring(self.path)
@@ -219,14 +220,14 @@ class CreateTTLRequest:
     """createTTL."""
 
     path: str
-    data: bytes
+    data: bytes | None
     acl: list[ACL]
     flags: int
     ttl: int
 
     @classmethod
     def read(cls, r: Reader) -> Self:
-        return cls(r.path(), r.buffer() or b"", r.vector(_read_acl) or [], r.int(), r.long())
+        return cls(r.path(), r.buffer(), r.vector(_read_acl) or [], r.int(), r.long())
 
     def write(self, w: Writer) -> None:
         w.ustring(self.path)
@@ -337,12 +338,12 @@ class SetDataRequest:
     """setData."""
 
     path: str
-    data: bytes
+    data: bytes | None
     version: int
 
     @classmethod
     def read(cls, r: Reader) -> Self:
-        return cls(r.path(), r.buffer() or b"", r.int())
+        return cls(r.path(), r.buffer(), r.int())
 
     def write(self, w: Writer) -> None:
         w.ustring(self.path)

@@ -48,8 +48,9 @@ def body(record: object) -> bytes:
 class Harness:
     """Feeds commands to a machine as consecutive log entries."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, extended_types: bool = False) -> None:
         self.sm = CoordStateMachine()
+        self.extended_types = extended_types
         self.index = itertools.count(1)
         self.seq = itertools.count(1)
         self.time = 1_000
@@ -68,9 +69,12 @@ class Harness:
 
     def write(self, sid: int, op: int, record: object, ids: tuple = WORLD) -> Applied:
         self.time += 1
-        return self.apply(Write(1, next(self.seq), sid, op, body(record), ids, self.time))
+        write = Write(1, next(self.seq), sid, op, body(record), ids, self.time, self.extended_types)
+        return self.apply(write)
 
-    def create(self, sid: int, path: str, data: bytes = b"", mode: int = 0, acl=OPEN) -> Applied:
+    def create(
+        self, sid: int, path: str, data: bytes | None = b"", mode: int = 0, acl=OPEN
+    ) -> Applied:
         return self.write(sid, OpCode.CREATE, CreateRequest(path, data, acl, mode))
 
 
@@ -99,10 +103,22 @@ def test_create_get_set_delete_with_versions(h: Harness) -> None:
     assert h.sm.tree.get("/a").stat().num_children == 0
 
 
-@pytest.mark.parametrize("path", ["a", "/a/", "//a", "/a/./b", "/a/../b", "/a\x00b", ""])
-def test_invalid_paths_are_bad_arguments(h: Harness, path: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "err"),
+    [
+        ("a", Err.BADARGUMENTS),  # no '/': no parent to look up
+        ("", Err.BADARGUMENTS),
+        ("/a\x00b", Err.BADARGUMENTS),
+        ("//a", Err.BADARGUMENTS),  # parent "/" exists, then the name is invalid
+        ("/\U0001f600", Err.BADARGUMENTS),  # outside the BMP: surrogates for Java
+        ("/a/", Err.NONODE),  # ZooKeeper looks the parent up first
+        ("/a/./b", Err.NONODE),
+        ("/a/../b", Err.NONODE),
+    ],
+)
+def test_invalid_paths_follow_zookeepers_order_of_checks(h: Harness, path: str, err: int) -> None:
     sid = h.session()
-    assert h.create(sid, path).err == Err.BADARGUMENTS
+    assert h.create(sid, path).err == err
 
 
 def test_sequential_names_come_from_parent_cversion_and_are_not_reused(h: Harness) -> None:
@@ -243,14 +259,16 @@ def test_replicas_agree_and_invariants_hold(script: list[tuple[str, str, int]]) 
         assert sid in h1.sm.sessions and all(tree.nodes[p].session_owner == sid for p in eph)
 
 
-def test_ttl_nodes_expire_only_when_idle_and_childless(h: Harness) -> None:
+def test_ttl_nodes_expire_only_when_idle_and_childless() -> None:
     from controller.coord.commands import ExpireTTL
     from controller.zk.records import CreateTTLRequest
 
+    h = Harness(extended_types=True)
     sid = h.session()
     req = CreateTTLRequest("/ttl", b"", OPEN, CreateMode.PERSISTENT_WITH_TTL, 500)
     r = h.write(sid, OpCode.CREATE_TTL, req)
-    assert r.err == 0 and r.response.stat.ephemeral_owner < 0  # 0xFF.. | ttl as signed long
+    assert r.err == 0 and r.response.stat.ephemeral_owner == 0  # the marker is internal
+    assert h.sm.tree.get("/ttl").ephemeral_owner < 0  # 0xFF.. | ttl as signed long
     created = h.time
     assert h.sm.tree.expired_ttl_nodes(created + 100) == []
     assert h.sm.tree.expired_ttl_nodes(created + 600) == ["/ttl"]
@@ -274,3 +292,85 @@ def test_ip_acls(h: Harness) -> None:
     assert h.write(sid, OpCode.SET_DATA, SetDataRequest("/ip", b"x", -1)).err == 0
     bad = [ACL(31, Id("ip", "not-an-ip"))]
     assert h.create(sid, "/ip2", b"", acl=bad).err == Err.INVALIDACL
+
+
+def test_null_data_is_kept_apart_from_empty_data_in_log_and_snapshot(h: Harness) -> None:
+    sid = h.session()
+    h.create(sid, "/null", None)
+    h.create(sid, "/empty", b"")
+    h.create(sid, "/set")
+    h.write(sid, OpCode.SET_DATA, SetDataRequest("/set", None, -1))
+    for path, data in (("/null", None), ("/empty", b""), ("/set", None)):
+        assert h.sm.tree.get(path).data == data
+        assert h.sm.tree.get(path).stat().data_length == 0
+    copy = CoordStateMachine()
+    copy.restore(h.sm.snapshot())
+    assert [copy.tree.get(p).data for p in ("/null", "/empty", "/set")] == [None, b"", None]
+
+
+def quota_ops(h: Harness, sid: int, step: int) -> None:
+    """Creates, sets and deletes below /q, which has a quota."""
+    h.create(sid, f"/q/n{step}", b"x" * step)
+    h.write(sid, OpCode.SET_DATA, SetDataRequest("/q", b"y" * (step % 3), -1))
+    if step % 2:
+        h.write(sid, OpCode.DELETE, DeleteRequest(f"/q/n{step - 1}", -1))
+
+
+def test_quota_usage_is_replicated_state(h: Harness) -> None:
+    sid = h.session()
+    h.create(sid, "/q", b"abc")
+    h.create(sid, "/zookeeper/quota/q", None)
+    h.create(sid, "/zookeeper/quota/q/zookeeper_limits", b"count=10,bytes=-1")
+    h.create(sid, "/zookeeper/quota/q/zookeeper_stats", b"count=0,bytes=0")
+    stats = "/zookeeper/quota/q/zookeeper_stats"
+    assert h.sm.tree.get(stats).data == b"count=1,bytes=3"
+    assert h.sm.tree.get(stats).version == 0  # usage updates touch the data only
+    for step in range(1, 4):
+        quota_ops(h, sid, step)
+    # A replica that starts from a snapshot and applies the rest agrees with one that
+    # applied everything.
+    replica = Harness()
+    index, seq = next(h.index), next(h.seq)
+    h.index, h.seq = itertools.count(index), itertools.count(seq)
+    replica.index, replica.seq = itertools.count(index), itertools.count(seq)
+    replica.time = h.time
+    replica.sm.restore(h.sm.snapshot())
+    for step in range(4, 9):
+        for machine in (h, replica):
+            quota_ops(machine, sid, step)
+    assert replica.sm.snapshot() == h.sm.snapshot()
+    count = 1 + sum(1 for name in h.sm.tree.get("/q").children)
+    size = sum(h.sm.tree.get(f"/q/{n}").stat().data_length for n in h.sm.tree.get("/q").children)
+    size += h.sm.tree.get("/q").stat().data_length
+    assert h.sm.tree.get(stats).data == f"count={count},bytes={size}".encode()
+
+
+def test_config_node_is_each_controllers_own(h: Harness) -> None:
+    h.sm.set_config(b"server.1=h:1:1:participant\nversion=0", 5)
+    other = CoordStateMachine()
+    other.set_config(b"server.2=h:2:2:participant\nversion=0", 7)
+    other.restore(h.sm.snapshot())
+    node = other.tree.get("/zookeeper/config")
+    assert (node.data, node.mtime, node.version) == (
+        b"server.2=h:2:2:participant\nversion=0",
+        7,
+        -1,
+    )
+
+
+def test_ttl_support_travels_with_the_write() -> None:
+    """Whether TTL nodes are allowed is the proposing controller's setting, carried in the
+    entry, so replicas configured differently still apply it alike."""
+    import msgpack
+
+    from controller.coord.commands import COORD_PREFIX
+    from controller.zk.records import CreateTTLRequest
+
+    req = CreateTTLRequest("/ttl", b"", OPEN, CreateMode.PERSISTENT_WITH_TTL, 500)
+    for extended, err in ((True, 0), (False, Err.UNIMPLEMENTED)):
+        h = Harness(extended_types=extended)
+        assert h.write(h.session(), OpCode.CREATE_TTL, req).err == err
+    # Entries written before the field existed decode as "not allowed".
+    old = (2, (1, 2, 3, 21, b"raw", [["ip", "127.0.0.1"]], 1000))
+    cmd = decode_command(COORD_PREFIX + msgpack.packb(old, use_bin_type=True))
+    assert isinstance(cmd, Write) and cmd.extended_types is False and cmd.time_ms == 1000

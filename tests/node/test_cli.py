@@ -90,6 +90,7 @@ def test_quorum_start_runs_until_sigterm_and_recovers(tmp_path: Path) -> None:
     args = [
         sys.executable, "-m", "controller", "quorum", "start", "--data-dir", str(tmp_path),
         "--base-port", str(base), "--raft-base-port", str(raft),
+        "--admin-base-port", str(free_ports(1)[0]),
     ]  # fmt: skip
     bootstrap = ",".join(f"127.0.0.1:{base + i}" for i in range(3))
     from controller.node.config import parse_bootstrap

@@ -90,10 +90,12 @@ class Runner:
     def __init__(self, data_dir: Path, base: int, raft: int, *extra: str) -> None:
         self.base = base
         self.servers = [Address("127.0.0.1", base + i) for i in range(3)]
+        taken = {*range(base, base + 3), *range(raft, raft + 3)}
+        admin = consecutive_free_ports(3, avoid=taken)  # not the default 8080-8082
         args = [
             sys.executable, "-m", "controller", "quorum", "start", "--controllers", "3",
             "--base-port", str(base), "--raft-base-port", str(raft),
-            "--data-dir", str(data_dir), *extra,
+            "--admin-base-port", str(admin), "--data-dir", str(data_dir), *extra,
         ]  # fmt: skip
         self.proc = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8"

@@ -71,7 +71,7 @@ def test_a_far_behind_laggard_needs_a_snapshot_and_a_leader_still_follows() -> N
     )
     stats = Simulation(11, options).run()
     assert stats["snapshots_installed"] > 0
-    assert stats["leader_after_heal_ticks"] <= 16 * options.election_ticks
+    assert stats["leader_after_heal_ticks"] <= 12 * options.election_ticks
 
 
 def test_responses_only_drops_and_a_slow_leader_disk_keep_the_quorum_live() -> None:

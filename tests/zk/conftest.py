@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 
+from tests.zk.raw import OPEN, RawClient, connect
+
 TARGET = os.environ.get("KRAFT_ZK_TARGET", "ours")
 
 
@@ -32,7 +34,8 @@ class Target:
     connect_string: str
     servers: list[str]
 
-    def kill_leader(self) -> None:
+    def kill_leader(self) -> str:
+        """SIGKILL the leader; returns its client address."""
         raise NotImplementedError
 
     def restart_all_dead(self) -> None:
@@ -47,21 +50,27 @@ class RealTarget(Target):
 
     name = "real"
 
-    def __init__(self) -> None:
+    def __init__(self, size: int = 3, extra_config: tuple[str, ...] = ()) -> None:
         from benchmarks.zk_ensemble import ZooKeeperEnsemble
 
-        self.ensemble = ZooKeeperEnsemble(3)
+        class Ensemble(ZooKeeperEnsemble):
+            def _config(self, server_id: int) -> Path:
+                path = super()._config(server_id)
+                path.write_text(path.read_text() + "".join(f"{line}\n" for line in extra_config))
+                return path
+
+        self.ensemble = Ensemble(size)
         self.ensemble.start()
         self.connect_string = self.ensemble.connect_string
         self.servers = [f"127.0.0.1:{p}" for p in self.ensemble.client_ports]
 
-    def kill_leader(self) -> None:
+    def kill_leader(self) -> str:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             sid = self.ensemble.leader()
             if sid is not None:
                 self.ensemble.kill(sid)
-                return
+                return self.servers[sid - 1]
             time.sleep(0.1)
         raise TimeoutError("no ZooKeeper leader to kill")
 
@@ -83,10 +92,12 @@ class OursTarget(Target):
 
     name = "ours"
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, controllers: int = 3, extra_args: list[str] | None = None):
         from controller.localquorum import LocalQuorum
 
-        self.quorum = LocalQuorum(data_dir, log_level="INFO")
+        self.quorum = LocalQuorum(
+            data_dir, controllers=controllers, log_level="INFO", extra_args=extra_args
+        )
         self.quorum.start()
         try:
             self.quorum.wait_for_leader(timeout=30)
@@ -96,9 +107,10 @@ class OursTarget(Target):
         self.connect_string = self.quorum.connect_string
         self.servers = [f"127.0.0.1:{p}" for p in self.quorum.client_ports]
 
-    def kill_leader(self) -> None:
+    def kill_leader(self) -> str:
         leader = self.quorum.wait_for_leader()["node_id"]
         self.quorum.kill(leader)
+        return self.servers[leader - 1]
 
     def restart_all_dead(self) -> None:
         dead = [i for i in self.quorum.ids if not self.quorum.alive(i)]
@@ -111,22 +123,72 @@ class OursTarget(Target):
         self.quorum.stop()
 
 
-@pytest.fixture(scope="session")
-def zk_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+def start_target(tmp_path_factory: pytest.TempPathFactory, *, extended: bool = False) -> Target:
+    """The target of KRAFT_ZK_TARGET: three servers, or one with extended (TTL) node types
+    enabled (`extendedTypesEnabled=true` on ZooKeeper, `--extended-types-enabled` here)."""
     if TARGET == "real":
         from benchmarks.zk_ensemble import zookeeper_available
 
         if not zookeeper_available():
             pytest.skip("Apache ZooKeeper (Debian package) or java is not installed")
-        target: Target = RealTarget()
-    elif TARGET == "ours":
-        target = OursTarget(tmp_path_factory.mktemp("zkquorum"))
-    else:
-        raise pytest.UsageError(f"KRAFT_ZK_TARGET must be 'ours' or 'real', not {TARGET!r}")
+        if extended:
+            return RealTarget(1, ("extendedTypesEnabled=true",))
+        return RealTarget()
+    if TARGET == "ours":
+        data_dir = tmp_path_factory.mktemp("zkquorum")
+        if extended:
+            return OursTarget(data_dir, 1, ["--extended-types-enabled"])
+        return OursTarget(data_dir)
+    raise pytest.UsageError(f"KRAFT_ZK_TARGET must be 'ours' or 'real', not {TARGET!r}")
+
+
+@pytest.fixture(scope="session")
+def zk_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    target = start_target(tmp_path_factory)
     try:
         yield target
     finally:
         target.stop()
+
+
+@pytest.fixture(scope="module")
+def extended_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    """A separate one-server target with TTL nodes enabled."""
+    target = start_target(tmp_path_factory, extended=True)
+    try:
+        yield target
+    finally:
+        target.stop()
+
+
+@pytest.fixture
+def make_raw(zk_target: Target) -> Iterator[Callable[..., RawClient]]:
+    """Factory of raw wire clients (first server unless told), all closed after the test."""
+    clients: list[RawClient] = []
+
+    def make(server: str | None = None) -> RawClient:
+        client = connect(server or zk_target.servers[0])
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def raw(make_raw: Callable[..., RawClient]) -> RawClient:
+    return make_raw()
+
+
+@pytest.fixture
+def base(raw: RawClient) -> str:
+    """A fresh persistent node created through `raw` (so `raw` reads it at once)."""
+    from controller.zk.records import CreateRequest
+
+    path = f"/r-{uuid.uuid4().hex[:12]}"
+    assert raw.call(1, CreateRequest(path, b"", OPEN, 0)).err == 0
+    return path
 
 
 def new_client(target: Target, timeout: float = 10.0, **kwargs: object) -> KazooClient:

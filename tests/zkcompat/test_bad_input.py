@@ -65,13 +65,17 @@ def test_oversized_frame_closes_only_that_connection(
     still_works(witness, root)
 
 
-def test_truncated_record_closes_only_that_connection(
+def test_truncated_record_is_a_marshalling_error(
     quorum: LocalQuorum, witness: KazooClient, root: str
 ) -> None:
+    # As ZooKeeper: the request fails with MARSHALLINGERROR, the connection stays.
     sock = connect_raw(quorum)
     payload = struct.pack(">ii", 1, 1) + struct.pack(">i", 50) + b"/short"  # create, cut
     sock.sendall(struct.pack(">i", len(payload)) + payload)
-    assert closed_by_server(sock)
+    length = struct.unpack(">i", recv_exact(sock, 4))[0]
+    xid, _zxid, err = struct.unpack(">iqi", recv_exact(sock, length)[:16])
+    assert (xid, err) == (1, Err.MARSHALLINGERROR)
+    sock.close()
     still_works(witness, root)
 
 
@@ -101,9 +105,20 @@ def test_unknown_opcode_gets_unimplemented(
     still_works(witness, root)
 
 
-@pytest.mark.parametrize("path", ["no-slash", "/trailing/", "/a//b", "/a/./b", "/x\u0001", ""])
-def test_invalid_paths_are_bad_arguments(
-    quorum: LocalQuorum, witness: KazooClient, root: str, path: str
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("no-slash", Err.BADARGUMENTS),
+        ("/x\u0001", Err.BADARGUMENTS),
+        ("", Err.BADARGUMENTS),
+        # ZooKeeper looks the parent up before validating the path (tests/zk/test_compat_paths)
+        ("/trailing/", Err.NONODE),
+        ("/a//b", Err.NONODE),
+        ("/a/./b", Err.NONODE),
+    ],
+)
+def test_invalid_paths_are_refused(
+    quorum: LocalQuorum, witness: KazooClient, root: str, path: str, expected: int
 ) -> None:
     sock = connect_raw(quorum)
     raw = path.encode()
@@ -114,7 +129,7 @@ def test_invalid_paths_are_bad_arguments(
     sock.sendall(struct.pack(">i", len(payload)) + payload)
     length = struct.unpack(">i", recv_exact(sock, 4))[0]
     xid, _zxid, err = struct.unpack(">iqi", recv_exact(sock, length)[:16])
-    assert (xid, err) == (3, Err.BADARGUMENTS)
+    assert (xid, err) == (3, expected)
     sock.close()
     still_works(witness, root)
 
