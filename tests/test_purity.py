@@ -17,7 +17,9 @@ def _core_files() -> list[pathlib.Path]:
     for core in CORES:
         base = ROOT / core
         if base.is_dir():
-            files.extend(sorted(base.rglob("*.py")))
+            # A package's `__main__` is a command-line shell around its core (the
+            # simulator's seed runner times runs and uses processes), not part of it.
+            files.extend(p for p in sorted(base.rglob("*.py")) if p.name != "__main__.py")
     return files
 
 
