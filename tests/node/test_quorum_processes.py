@@ -99,6 +99,9 @@ def test_full_restart_recovers_the_log(tmp_path: Path) -> None:
 
 
 def test_malformed_peer_frames_close_only_that_connection(quorum: LocalQuorum) -> None:
+    # Every controller listening, not just a leader elected by two of them: the garbage goes
+    # to controller 1's Raft port, which a slow starter may not have opened yet.
+    quorum.wait_until_ready()
     _, leader = leader_address(quorum)
     for garbage in (b"\x00\x00\x00\x05hello", b"\xff\xff\xff\xff", b"\x00\x00\x00\x02\x92\x63"):
         with socket.create_connection(("127.0.0.1", quorum.raft_ports[0]), timeout=5) as s:
