@@ -218,7 +218,8 @@ def status_json(status: dict[str, Any]) -> dict[str, Any]:
 def quorum_status(
     bootstrap_server: BootstrapOpt = DEFAULT_BOOTSTRAP, json_: JsonOpt = False
 ) -> None:
-    """Leader, term, high watermark and each member's replication state."""
+    """Leader, term, high watermark and each member's replication state (exit 1 if the
+    quorum has no leader)."""
     servers = _servers(bootstrap_server)
     try:
         status = trio.run(fetch_status, servers)
@@ -229,6 +230,10 @@ def quorum_status(
         print(json.dumps(status_json(status)))
     else:
         print_status(status, make_console())
+    if status["leader_id"] is None:
+        # Printed first for diagnosis; scripts learn from the exit code that the quorum has
+        # no leader (kafka-metadata-quorum fails the same way).
+        raise fail(f"quorum: no leader (as seen by controller {status['node_id']})")
 
 
 # ---------------------------------------------------------------------- quorum start

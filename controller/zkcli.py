@@ -330,7 +330,7 @@ class Session:
     @staticmethod
     def _parse_create(flags: set[str], a: list[str]) -> Op:
         path = check_path(a[0], sequential="s" in flags)
-        data = a[1].encode() if len(a) > 1 else b""
+        data = _arg_bytes(a[1]) if len(a) > 1 else b""
         acl = parse_acl(a[2]) if len(a) > 2 else None
         return lambda s: s.create(path, data, acl, flags)
 
@@ -351,7 +351,7 @@ class Session:
     def _parse_set(flags: set[str], a: list[str]) -> Op:
         path = check_path(a[0])
         version = _int_arg(a[2], "VERSION", -1) if len(a) > 2 else -1
-        return lambda s: s.set_data(path, a[1].encode(), version)
+        return lambda s: s.set_data(path, _arg_bytes(a[1]), version)
 
     async def set_data(self, path: str, data: bytes, version: int) -> None:
         with about(path, {BadVersionError: f"{{path}}: node is not at version {version}"}):
@@ -617,3 +617,9 @@ def _read_line(prompt: str) -> str | None:
         return line if line else None
     except EOFError:
         return None
+
+
+def _arg_bytes(text: str) -> bytes:
+    """A command-line argument as the bytes the user typed: arguments that are not valid
+    UTF-8 reach Python with surrogate escapes (PEP 383), which give the original bytes back."""
+    return text.encode("utf-8", "surrogateescape")

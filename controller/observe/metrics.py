@@ -23,7 +23,7 @@ from controller.observe.views import as_number
 if TYPE_CHECKING:
     from controller.observe.views import Observed
 
-RAFT_ROLES = ("leader", "follower", "candidate", "precandidate", "observer")
+RAFT_ROLES = ("leader", "follower", "candidate", "pre_candidate", "observer")  # RaftCore.role
 
 
 ZK_HELP = {

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import controller
 from controller.service.watches import KINDS
+from controller.storage.file_storage import LOG_DIR
 
 if TYPE_CHECKING:
     from controller.service.zk_service import ZkService
@@ -66,9 +69,9 @@ def word_text(service: ZkService, word: str) -> str:
         "wchc": lambda: _wchc(service),
         "wchp": lambda: _wchp(service),
         "dump": lambda: _dump(service),
-        "dirs": lambda: "datadir_size: 0\nlogdir_size: 0\n",
-        "crst": lambda: "Connection stats reset.\n",
-        "srst": lambda: "Server stats reset.\n",
+        "dirs": lambda: _dirs(service),
+        "crst": lambda: _crst(service),
+        "srst": lambda: _srst(service),
     }[word]
     return handler()
 
@@ -219,3 +222,36 @@ def _dump(service: ZkService) -> str:
         lines.append(f"0x{sid:x}:")
         lines += [f"\t{p}" for p in sorted(paths)]
     return "\n".join(lines) + "\n"
+
+
+def _dirs(service: ZkService) -> str:
+    """ZooKeeper's `dirs`: bytes of snapshots (datadir) and of the log (logdir)."""
+    root = service.node.config.data_dir
+    total = _tree_bytes(root)
+    log_bytes = _tree_bytes(root / LOG_DIR)
+    return f"datadir_size: {total - log_bytes}\nlogdir_size: {log_bytes}\n"
+
+
+def _tree_bytes(path: Path) -> int:
+    total = 0
+    with contextlib.suppress(OSError):
+        for entry in path.rglob("*"):
+            with contextlib.suppress(OSError):
+                if entry.is_file():
+                    total += entry.stat().st_size
+    return total
+
+
+def _srst(service: ZkService) -> str:
+    """ZooKeeper's `srst` (ServerStats.reset): latency and packet counters back to 0."""
+    service.latency_min = service.latency_max = service.latency_total = 0.0
+    service.latency_count = 0
+    service.packets_received = service.packets_sent = 0
+    return "Server stats reset.\n"
+
+
+def _crst(service: ZkService) -> str:
+    """ZooKeeper's `crst`: every connection's packet counters back to 0."""
+    for conn in service.connections.values():
+        conn.received = conn.sent = 0
+    return "Connection stats reset.\n"

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from kazoo.client import KazooClient
 
 from controller.client.errors import REASONS, ConnectionLossError, describe, error_for
 from controller.localquorum import LocalQuorum, free_ports
@@ -408,3 +409,22 @@ def test_status_json_keys_match_the_table_columns(b: list[str]) -> None:
     header = next(line for line in lines if "NodeId" in line)
     columns = [c.strip() for c in header.strip("┃│ ").replace("┃", "│").split("│")]
     assert columns == [camel(k) for k in member_keys]
+
+
+def test_data_that_is_not_utf8_is_stored_as_typed(b: list[str], quorum: LocalQuorum) -> None:
+    """An argument with bytes that are not UTF-8 (e.g. `"$(printf '\\xff\\xfe')"`) is
+    stored byte for byte, not a traceback."""
+    raw = os.fsdecode(b"\xff\xfe-data")  # what Python gives a program for such an argument
+    result = subprocess.run(
+        [sys.executable, "-m", "controller", "zk", "create", *b, "/not-utf8", raw],
+        capture_output=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    zk = KazooClient(hosts=quorum.connect_string)
+    zk.start(timeout=10)
+    try:
+        assert zk.get("/not-utf8")[0] == b"\xff\xfe-data"
+    finally:
+        zk.stop()
+        zk.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -219,6 +220,29 @@ def test_sync_and_four_letter_words(zk: KazooClient, root: str) -> None:
     mntr = zk.command(b"mntr")
     assert "zk_znode_count\t" in mntr
     assert zk.server_version()[:2] == (3, 8)
+
+
+def test_dirs_srst_and_crst_do_what_they_say(zk: KazooClient, root: str) -> None:
+    """`dirs` measures the data directory; `srst`/`crst` reset what they name (ZooKeeper's
+    ServerStats.reset and the connections' counters)."""
+    zk.create(f"{root}/d", b"x" * 1000)
+    sizes = dict(line.split(": ") for line in zk.command(b"dirs").strip().splitlines())
+    assert int(sizes["logdir_size"]) > 1000, sizes
+    assert int(sizes["datadir_size"]) >= 0, sizes
+
+    def packets() -> int:
+        mntr = dict(line.split("\t") for line in zk.command(b"mntr").strip().splitlines())
+        return int(mntr["zk_packets_received"])
+
+    for _ in range(20):
+        zk.exists(root)
+    before = packets()
+    assert zk.command(b"srst") == "Server stats reset.\n"
+    assert packets() < before
+    assert zk.command(b"crst") == "Connection stats reset.\n"
+    cons = zk.command(b"cons")
+    received = [int(x) for x in re.findall(r"recved=(\d+)", cons)]
+    assert received and max(received) <= 3, cons  # a ping or two may have arrived since
 
 
 def test_lock_and_counter_recipes(hosts: str, zk: KazooClient, root: str) -> None:
