@@ -24,6 +24,7 @@ import sys
 
 import attrs
 import trio
+from example_args import OneLineParser, bootstrap, znode
 
 from controller.cli_common import DEFAULT_BOOTSTRAP
 from controller.client import ZkClient, open_client
@@ -122,9 +123,9 @@ async def ensure_node(zk: ZkClient, path: str) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap-server", "-b", default=DEFAULT_BOOTSTRAP)
-    parser.add_argument("--path", default="/examples/service-config")
+    parser = OneLineParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap-server", "-b", default=DEFAULT_BOOTSTRAP, type=bootstrap)
+    parser.add_argument("--path", default="/examples/service-config", type=znode)
     parser.add_argument("--forever", action="store_true", help="just serve, until Ctrl-C")
     return parser.parse_args(argv)
 

@@ -27,6 +27,7 @@ from contextlib import AsyncExitStack, nullcontext
 from typing import Any
 
 import trio
+from example_args import OneLineParser, bootstrap, non_negative, positive, znode
 
 from controller.cli_common import DEFAULT_BOOTSTRAP
 from controller.client import ZkClient, open_client
@@ -136,13 +137,13 @@ async def main(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap-server", "-b", default=DEFAULT_BOOTSTRAP)
-    parser.add_argument("--meals", type=int, default=3, help="meals per philosopher (3)")
+    parser = OneLineParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap-server", "-b", default=DEFAULT_BOOTSTRAP, type=bootstrap)
+    parser.add_argument("--meals", type=positive, default=3, help="meals per philosopher (3)")
     parser.add_argument("--strategy", choices=("ordering", "waiter"), default="ordering")
-    parser.add_argument("--think", type=float, default=0.05, help="max seconds thinking")
-    parser.add_argument("--eat", type=float, default=0.05, help="seconds eating")
-    parser.add_argument("--root", default="/examples/dining", help="parent znode")
+    parser.add_argument("--think", type=non_negative, default=0.05, help="max seconds thinking")
+    parser.add_argument("--eat", type=non_negative, default=0.05, help="seconds eating")
+    parser.add_argument("--root", default="/examples/dining", type=znode, help="parent znode")
     parser.add_argument("--forever", action="store_true", help="keep dining until Ctrl-C")
     return parser.parse_args(argv)
 

@@ -31,6 +31,7 @@ from collections import Counter
 from typing import Any
 
 import trio
+from example_args import OneLineParser, bootstrap, non_negative, positive, znode
 
 from controller.cli_common import DEFAULT_BOOTSTRAP
 from controller.client import OPEN_ACL_UNSAFE, ZkClient, open_client
@@ -361,16 +362,16 @@ async def exit_with_parent(scope: trio.CancelScope) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap-server", "-b", default=DEFAULT_BOOTSTRAP)
+    parser = OneLineParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap-server", "-b", default=DEFAULT_BOOTSTRAP, type=bootstrap)
     parser.add_argument("--role", choices=("all", "master", "worker"), default="all")
     parser.add_argument("--name", default=f"pid-{os.getpid()}")
-    parser.add_argument("--root", default="/examples/master-worker")
-    parser.add_argument("--tasks", type=int, default=12)
-    parser.add_argument("--workers", type=int, default=3)
-    parser.add_argument("--work", type=float, default=0.2, help="seconds per task")
-    parser.add_argument("--session-timeout-ms", type=int, default=2000)
-    parser.add_argument("--deadline", type=float, default=60.0)
+    parser.add_argument("--root", default="/examples/master-worker", type=znode)
+    parser.add_argument("--tasks", type=positive, default=12)
+    parser.add_argument("--workers", type=positive, default=3)
+    parser.add_argument("--work", type=non_negative, default=0.2, help="seconds per task")
+    parser.add_argument("--session-timeout-ms", type=positive, default=2000)
+    parser.add_argument("--deadline", type=non_negative, default=60.0)
     parser.add_argument("--forever", action="store_true", help="keep submitting until Ctrl-C")
     parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -69,3 +69,24 @@ def test_an_unreachable_quorum_fails_fast() -> None:
     )
     assert result.returncode == 1
     assert result.stderr.startswith("error: no controller reachable")
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "named"),
+    [
+        ("dining_philosophers.py", ["-b", "garbage"], "--bootstrap-server"),
+        ("dining_philosophers.py", ["--think", "-5"], "--think"),
+        ("dining_philosophers.py", ["--meals", "0"], "--meals"),
+        ("dining_philosophers.py", ["--root", "bad"], "--root"),
+        ("master_worker.py", ["--tasks", "-1"], "--tasks"),
+        ("master_worker.py", ["--work", "-1"], "--work"),
+        ("config_watch.py", ["--path", "/a//b"], "--path"),
+    ],
+)
+def test_bad_arguments_are_one_line_usage_errors(name: str, args: list[str], named: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and named in lines[0], result.stderr
