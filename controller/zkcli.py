@@ -329,6 +329,10 @@ class Session:
 
     @staticmethod
     def _parse_create(flags: set[str], a: list[str]) -> Op:
+        if "c" in flags and flags & {"e", "s"}:
+            # No ZooKeeper CreateMode is a container that is also ephemeral or sequential;
+            # zkCli refuses the combination too.
+            raise UsageError(f"{a[0]}: -c cannot be combined with -e or -s")
         path = check_path(a[0], sequential="s" in flags)
         data = _arg_bytes(a[1]) if len(a) > 1 else b""
         acl = parse_acl(a[2]) if len(a) > 2 else None

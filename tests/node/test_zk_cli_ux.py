@@ -257,6 +257,8 @@ def test_one_dead_server_in_the_list_does_not_matter(quorum: LocalQuorum) -> Non
         ["zk", "setacl", "/x", "world:anyone"],
         ["zk", "setacl", "/x", "world:anyone:rwz"],
         ["zk", "create", "/x", "data", "nonsense"],
+        ["zk", "create", "-c", "-e", "/x", ""],
+        ["zk", "create", "-c", "-s", "/x", ""],
         ["zk", "get", "/x", "--auth", "no-colon"],
         ["zk", "get", "/x", "--bootstrap-server", "nonsense"],
         ["zk", "shell", "--bootstrap-server", "nonsense"],
