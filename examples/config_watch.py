@@ -24,12 +24,12 @@ import sys
 
 import attrs
 import trio
-from example_args import OneLineParser, bootstrap, znode
+from example_cli import OneLineParser, bootstrap, run_main, znode
 
 from controller.cli_common import DEFAULT_BOOTSTRAP
 from controller.client import ZkClient, open_client
-from controller.client.errors import NodeExistsError, ZkException, describe
-from controller.client.reach import Unreachable, probe
+from controller.client.errors import NodeExistsError
+from controller.client.reach import probe
 from controller.client.recipes import ConfigWatch
 from controller.node.config import parse_bootstrap
 
@@ -131,19 +131,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run() -> int:
-    code = 1
-    try:
-        code = trio.run(main, parse_args())
-    except* ZkException as group:
-        error = group.exceptions[0]
-        while isinstance(error, ExceptionGroup):
-            error = error.exceptions[0]
-        print(f"error: {describe(error)}", file=sys.stderr)
-    except* Unreachable as group:
-        print(f"error: {group.exceptions[0]}", file=sys.stderr)
-    except* KeyboardInterrupt:
-        code = 130
-    return code
+    return run_main(main, parse_args())
 
 
 if __name__ == "__main__":

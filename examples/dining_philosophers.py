@@ -27,12 +27,11 @@ from contextlib import AsyncExitStack, nullcontext
 from typing import Any
 
 import trio
-from example_args import OneLineParser, bootstrap, non_negative, positive, znode
+from example_cli import OneLineParser, bootstrap, non_negative, positive, run_main, znode
 
 from controller.cli_common import DEFAULT_BOOTSTRAP
 from controller.client import ZkClient, open_client
-from controller.client.errors import ZkException, describe
-from controller.client.reach import Unreachable, probe
+from controller.client.reach import probe
 from controller.client.recipes import Lock, Semaphore
 from controller.node.config import parse_bootstrap
 
@@ -149,19 +148,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run() -> int:
-    code = 1
-    try:
-        code = trio.run(main, parse_args())
-    except* ZkException as group:
-        error = group.exceptions[0]
-        while isinstance(error, ExceptionGroup):
-            error = error.exceptions[0]
-        print(f"error: {describe(error)}", file=sys.stderr)
-    except* Unreachable as group:
-        print(f"error: {group.exceptions[0]}", file=sys.stderr)
-    except* KeyboardInterrupt:
-        code = 130
-    return code
+    return run_main(main, parse_args())
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from collections import Counter
 from typing import Any
 
 import trio
-from example_args import OneLineParser, bootstrap, non_negative, positive, znode
+from example_cli import OneLineParser, bootstrap, non_negative, positive, run_main, znode
 
 from controller.cli_common import DEFAULT_BOOTSTRAP
 from controller.client import OPEN_ACL_UNSAFE, ZkClient, open_client
@@ -40,10 +40,8 @@ from controller.client.errors import (
     NodeExistsError,
     NoNodeError,
     NotEmptyError,
-    ZkException,
-    describe,
 )
-from controller.client.reach import Unreachable, probe
+from controller.client.reach import probe
 from controller.client.recipes import (
     GroupMembership,
     LeaderElection,
@@ -381,19 +379,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run() -> int:
-    code = 1
-    try:
-        code = trio.run(main, parse_args())
-    except* ZkException as group:
-        error = group.exceptions[0]
-        while isinstance(error, ExceptionGroup):
-            error = error.exceptions[0]
-        print(f"error: {describe(error)}", file=sys.stderr)
-    except* Unreachable as group:
-        print(f"error: {group.exceptions[0]}", file=sys.stderr)
-    except* KeyboardInterrupt:
-        code = 130
-    return code
+    return run_main(main, parse_args())
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ import contextlib
 import math
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Any, Self, TypeVar
 
 import trio
 
@@ -29,6 +31,33 @@ GONE_OR_RETRYABLE: tuple[type[ZkException], ...] = (*RETRYABLE, SessionExpiredEr
 """Errors a best-effort cleanup ignores: the connection, or the whole session, is gone."""
 
 SEQUENCE_RE = re.compile(r"(\d{10})$")  # the 10-digit suffix of a sequential node
+
+
+class Running:
+    """A recipe used as `async with recipe:` (once at a time): subclasses define
+    `_running()`, an async context manager that starts the recipe and yields it."""
+
+    _cm: AbstractAsyncContextManager[Any] | None = None
+
+    def _running(self) -> AbstractAsyncContextManager[Self]:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        if self._cm is not None:
+            raise RuntimeError(f"this {type(self).__name__} is already started")
+        self._cm = self._running()
+        entered: Self = await self._cm.__aenter__()
+        return entered
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        cm, self._cm = self._cm, None
+        assert cm is not None
+        return await cm.__aexit__(exc_type, exc, tb)
 
 
 class LockTimeout(TimeoutError):

@@ -35,6 +35,8 @@ def _on_event(cleared: trio.Event, wakeup: Wakeup, event: WatchedEvent) -> None:
 
 
 class Barrier:
+    """A barrier at `path`, up while the node exists (kazoo's layout)."""
+
     def __init__(self, zk: ZkClient, path: str) -> None:
         self.zk = zk
         self.path = path.rstrip("/")

@@ -27,8 +27,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from types import TracebackType
+from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
 import cattrs
@@ -36,7 +35,7 @@ import trio
 
 from controller.client.client import State, ZkClient
 from controller.client.errors import RETRYABLE, NoNodeError, SessionExpiredError
-from controller.client.recipes._common import Wakeup, check_usable, create_if_missing
+from controller.client.recipes._common import Running, Wakeup, check_usable, create_if_missing
 
 T = TypeVar("T")
 
@@ -48,7 +47,11 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class ConfigWatch(Generic[T]):
+class ConfigWatch(Running, Generic[T]):
+    """A typed configuration value kept live from the znode at `path` (see the module
+    docstring). `async with` reads the node once (so `value` is set if valid) and keeps
+    watching it until the block ends."""
+
     def __init__(
         self,
         zk: ZkClient,
@@ -75,7 +78,6 @@ class ConfigWatch(Generic[T]):
         self._generation = 0
         self._seen_mzxid: int | None = None
         self._changed = trio.Event()
-        self._cm: AbstractAsyncContextManager[ConfigWatch[T]] | None = None
 
     @property
     def value(self) -> T:
@@ -183,20 +185,3 @@ class ConfigWatch(Generic[T]):
                 yield self
             finally:
                 nursery.cancel_scope.cancel()
-
-    async def __aenter__(self) -> ConfigWatch[T]:
-        """Read the node once (so `value` is set if valid) and keep watching it."""
-        if self._cm is not None:
-            raise RuntimeError("this ConfigWatch is already started")
-        self._cm = self._running()
-        return await self._cm.__aenter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        cm, self._cm = self._cm, None
-        assert cm is not None
-        return await cm.__aexit__(exc_type, exc, tb)

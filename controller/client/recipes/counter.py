@@ -28,6 +28,9 @@ N = TypeVar("N", int, float)
 
 
 class Counter(Generic[N]):
+    """A counter at `path` updated by compare-and-set on the node version (layouts: see
+    the module docstring)."""
+
     def __init__(self, zk: ZkClient, path: str, default: N = 0, *, curator: bool = False) -> None:
         if curator and not isinstance(default, int):
             raise TypeError("a Curator SharedCount holds an int")

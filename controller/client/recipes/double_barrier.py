@@ -49,6 +49,8 @@ READY = "ready"
 
 
 class DoubleBarrier:
+    """N participants enter together and leave together at `path` (kazoo's layout)."""
+
     def __init__(
         self, zk: ZkClient, path: str, num_clients: int, identifier: str | None = None
     ) -> None:

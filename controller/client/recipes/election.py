@@ -34,6 +34,8 @@ class LeadershipLost(LockLostError):
 
 
 class LeaderElection:
+    """Runs a coroutine while this contender leads at `path` (kazoo's Election layout)."""
+
     def __init__(self, zk: ZkClient, path: str, identifier: str = "") -> None:
         self.zk = zk
         self.path = path

@@ -43,6 +43,8 @@ NODE_NAME = "__party__"
 
 
 class GroupMembership:
+    """Membership of the group at `path` (kazoo's Party layout)."""
+
     def __init__(self, zk: ZkClient, path: str, data: bytes | str = b"") -> None:
         self.zk = zk
         self.path = path.rstrip("/")

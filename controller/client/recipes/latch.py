@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
-from types import TracebackType
+from contextlib import asynccontextmanager, suppress
 
 import trio
 
 from controller.client.client import State, ZkClient
 from controller.client.errors import RETRYABLE, NoNodeError, SessionExpiredError
 from controller.client.recipes._common import (
+    Running,
     Wakeup,
     check_usable,
     child,
@@ -52,7 +52,9 @@ def _order(children: list[str]) -> list[str]:
     return [name for _, name in sorted(keyed)]
 
 
-class LeaderLatch:
+class LeaderLatch(Running):
+    """A flag saying whether this participant leads at `path` (Curator's LeaderLatch layout)."""
+
     def __init__(self, zk: ZkClient, path: str, identifier: str = "") -> None:
         self.zk = zk
         self.path = path.rstrip("/")
@@ -62,7 +64,6 @@ class LeaderLatch:
         self.lost = False
         self._leader = False
         self._changed = trio.Event()
-        self._cm: AbstractAsyncContextManager[LeaderLatch] | None = None
 
     @property
     def has_leadership(self) -> bool:
@@ -179,19 +180,3 @@ class LeaderLatch:
                             await retry(zk, lambda: zk.delete(child(self.path, node)))
 
                     await cleanup(delete, max(5.0, 2 * zk.timeout_ms / 1000))
-
-    async def __aenter__(self) -> LeaderLatch:
-        if self._cm is not None:
-            raise RuntimeError("this LeaderLatch is already started")
-        self._cm = self._running()
-        return await self._cm.__aenter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        cm, self._cm = self._cm, None
-        assert cm is not None
-        return await cm.__aexit__(exc_type, exc, tb)

@@ -65,6 +65,8 @@ class LockedItem:
 
 
 class LockingQueue:
+    """A queue whose items stay until consumed (kazoo's LockingQueue layout)."""
+
     def __init__(self, zk: ZkClient, path: str) -> None:
         self.zk = zk
         self.path = path.rstrip("/")

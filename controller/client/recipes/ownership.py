@@ -38,6 +38,8 @@ from controller.zk.records import CheckVersionRequest, Stat
 
 
 class OwnershipState(enum.StrEnum):
+    """Held, suspended (connection lost, session may live), lost, or released."""
+
     HELD = "held"
     SUSPENDED = "suspended"
     LOST = "lost"

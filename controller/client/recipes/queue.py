@@ -49,6 +49,8 @@ def check_priority(priority: int) -> None:
 
 
 class Queue:
+    """A FIFO/priority queue at `path` (kazoo's layout)."""
+
     def __init__(self, zk: ZkClient, path: str) -> None:
         self.zk = zk
         self.path = path.rstrip("/")

@@ -23,15 +23,14 @@ import enum
 import logging
 import math
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from types import TracebackType
+from contextlib import asynccontextmanager
 
 import attrs
 import trio
 
 from controller.client.client import State, WatchedEvent, ZkClient
 from controller.client.errors import RETRYABLE, NoNodeError, SessionExpiredError
-from controller.client.recipes._common import GONE_OR_RETRYABLE, child, retry
+from controller.client.recipes._common import GONE_OR_RETRYABLE, Running, child, retry
 from controller.zk.constants import EventType
 from controller.zk.records import Stat
 
@@ -39,6 +38,8 @@ log = logging.getLogger(__name__)
 
 
 class TreeEventType(enum.StrEnum):
+    """What changed in a `TreeEvent`."""
+
     NODE_ADDED = "NODE_ADDED"
     NODE_UPDATED = "NODE_UPDATED"
     NODE_REMOVED = "NODE_REMOVED"
@@ -50,6 +51,8 @@ class TreeEventType(enum.StrEnum):
 
 @attrs.frozen
 class NodeData:
+    """One mirrored node: its data and Stat."""
+
     path: str
     data: bytes
     stat: Stat
@@ -57,12 +60,17 @@ class NodeData:
 
 @attrs.frozen
 class TreeEvent:
+    """A change the cache saw below its root."""
+
     type: TreeEventType
     path: str | None = None
     node: NodeData | None = None
 
 
-class TreeCache:
+class TreeCache(Running):
+    """A local mirror of the subtree at `root`, loaded on `async with` and kept current
+    (see the module docstring)."""
+
     def __init__(self, zk: ZkClient, root: str) -> None:
         self.zk = zk
         self.root = root.rstrip("/") or "/"
@@ -74,7 +82,6 @@ class TreeCache:
         self._subscribers: list[trio.MemorySendChannel[TreeEvent]] = []
         self._changed = trio.Event()
         self._callback = self._on_watch  # one object: the client dedupes by identity
-        self._cm: AbstractAsyncContextManager[TreeCache] | None = None
 
     # ------------------------------------------------------------------ reading the mirror
 
@@ -242,19 +249,3 @@ class TreeCache:
                     contextlib.suppress(*GONE_OR_RETRYABLE),
                 ):
                     await self.zk.remove_persistent_watch(self.root, self._callback)
-
-    async def __aenter__(self) -> TreeCache:
-        if self._cm is not None:
-            raise RuntimeError("this TreeCache is already started")
-        self._cm = self._running()
-        return await self._cm.__aenter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        cm, self._cm = self._cm, None
-        assert cm is not None
-        return await cm.__aexit__(exc_type, exc, tb)

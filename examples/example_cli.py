@@ -1,10 +1,17 @@
-"""Argument types shared by the examples: a bad value is a one-line usage error (exit 2)."""
+"""What the examples share on the command line: argument types whose bad values are one-line
+usage errors (exit 2), and running `main` with one-line runtime errors (exit 1)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
+import trio
+
+from controller.client.errors import ZkException, describe
+from controller.client.reach import Unreachable
 from controller.node.config import ConfigError, parse_bootstrap
 from controller.zk.protocol import validate_path
 
@@ -53,3 +60,21 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def run_main(main: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace) -> int:
+    """Run `main(args)` under trio: its exit code; 1 with one `error:` line if the quorum
+    is unreachable or refuses something; 130 on Ctrl-C."""
+    code = 1
+    try:
+        code = trio.run(main, args)
+    except* ZkException as group:
+        error = group.exceptions[0]
+        while isinstance(error, ExceptionGroup):
+            error = error.exceptions[0]
+        print(f"error: {describe(error)}", file=sys.stderr)
+    except* Unreachable as group:
+        print(f"error: {group.exceptions[0]}", file=sys.stderr)
+    except* KeyboardInterrupt:
+        code = 130
+    return code
