@@ -26,32 +26,43 @@ def bootstrap(text: str) -> str:
 
 
 def znode(text: str) -> str:
-    """An absolute znode path, as ZooKeeper accepts it."""
+    """An absolute znode path, as ZooKeeper accepts it, below the root and outside the
+    system subtree."""
     problem = validate_path(text)
+    if problem is None and (text == "/" or text.split("/")[1] == "zookeeper"):
+        problem = "the examples need a path of their own (not / or /zookeeper)"
     if problem is not None:
         raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
     return text
 
 
+MAX_SECONDS = 86_400.0
+"""The longest duration an example takes (a day): beyond that a run would never end."""
+
+
 def non_negative(text: str) -> float:
-    """Seconds: a number >= 0."""
+    """Seconds: a number from 0 to `MAX_SECONDS`."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    if not 0 <= value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and {MAX_SECONDS:g}")
     return value
 
 
+MAX_INT32 = 2**31 - 1
+"""Counts and milliseconds go into ZooKeeper's 32-bit fields."""
+
+
 def positive(text: str) -> int:
-    """A count: an integer >= 1."""
+    """A count or a number of milliseconds: an integer from 1 to `MAX_INT32`."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    if not 1 <= value <= MAX_INT32:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 1 and {MAX_INT32}")
     return value
 
 

@@ -138,6 +138,11 @@ class Observed:
             "wchp": lambda: {"path_watches": _grouped(word_text(self.service, "wchp"))},
             "dump": lambda: {"text": word_text(self.service, "dump")},
             "dirs": lambda: _colon_fields(word_text(self.service, "dirs")),
+            # ZooKeeper's AdminServer names, with the four-letter words as aliases.
+            "stat_reset": lambda: _reset(word_text(self.service, "srst")),
+            "srst": lambda: _reset(word_text(self.service, "srst")),
+            "connection_stat_reset": lambda: _reset(word_text(self.service, "crst")),
+            "crst": lambda: _reset(word_text(self.service, "crst")),
             "ruok": dict,
             "isro": lambda: {"read_only": False},
             "leader": self.leader,
@@ -353,6 +358,11 @@ def as_number(value: object) -> object:
 
 def _snake(key: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", key.strip().lower()).strip("_")
+
+
+def _reset(reply: str) -> dict[str, Any]:
+    """A reset command's answer: the four-letter word's sentence, without its newline."""
+    return {"text": reply.strip()}
 
 
 def _colon_fields(text: str) -> dict[str, Any]:

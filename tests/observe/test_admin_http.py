@@ -169,6 +169,18 @@ def test_commands(quorum: LocalQuorum) -> None:
     assert status == 404 and json.loads(body)["error"] == "Unknown command: nosuch"
 
 
+def test_reset_commands_reset(quorum: LocalQuorum) -> None:
+    """AdminServer's stat_reset / connection_stat_reset (aliases srst / crst) do what the
+    four-letter words do."""
+    base = quorum.admin_url(leader_id(quorum))
+    get_json(base + "commands/mntr")
+    assert get_json(base + "commands/stat_reset")["text"] == "Server stats reset."
+    assert get_json(base + "commands/mntr")["packets_received"] <= 2  # a ping may land
+    for name in ("srst", "crst", "connection_stat_reset"):
+        js = get_json(base + f"commands/{name}")
+        assert js["command"] == name and js["error"] is None
+
+
 def test_health_and_readiness(quorum: LocalQuorum) -> None:
     for base in urls(quorum):
         status, body, _ = get(base + "healthz")

@@ -81,6 +81,10 @@ def test_an_unreachable_quorum_fails_fast() -> None:
         ("master_worker.py", ["--tasks", "-1"], "--tasks"),
         ("master_worker.py", ["--work", "-1"], "--work"),
         ("config_watch.py", ["--path", "/a//b"], "--path"),
+        ("config_watch.py", ["--path", "/"], "--path"),
+        ("dining_philosophers.py", ["--root", "/zookeeper/x"], "--root"),
+        ("dining_philosophers.py", ["--eat", "inf"], "--eat"),
+        ("master_worker.py", ["--session-timeout-ms", "99999999999"], "--session-timeout-ms"),
     ],
 )
 def test_bad_arguments_are_one_line_usage_errors(name: str, args: list[str], named: str) -> None:
