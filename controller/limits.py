@@ -26,6 +26,16 @@ MAX_ENTRY_BYTES = 1 << 20
 # prefix excluded, a client may send; one byte more closes the connection.
 JUTE_MAX_BUFFER = 0xFFFFF
 
+# The ZooKeeper service's write path (controller/service/). Every queue is bounded: a
+# controller over its limit stops reading client sockets (TCP pushes back on the clients),
+# and the leader's backlog is bounded because every controller's outstanding requests are.
+GLOBAL_OUTSTANDING_LIMIT = 1000  # ZooKeeper's globalOutstandingLimit: requests per controller
+MAX_OUTSTANDING_PER_CONNECTION = 1000  # requests queued on one connection
+MAX_REPLY_BACKLOG_BYTES = 4 << 20  # replies waiting for a client that does not read them
+MAX_FORWARD_BYTES = 4 << 20  # command bytes per Forward frame
+FORWARD_RETRY_S = 0.05  # unsent forwards (no leader, link full, refused) are retried this often
+STUCK_WRITE_S = 5.0  # a request whose entry never came back fails with connection loss
+
 # Storage.
 SEGMENT_BYTES = 64 << 20
 SNAPSHOT_INTERVAL_ENTRIES = 100_000
@@ -35,3 +45,4 @@ assert MAX_APPEND_BYTES >= MAX_ENTRY_BYTES
 assert JUTE_MAX_BUFFER <= MAX_ENTRY_BYTES
 assert MAX_PEER_FRAME_BYTES > MAX_APPEND_BYTES + SNAPSHOT_CHUNK_BYTES
 assert MAX_UNCOMMITTED_ENTRIES >= MAX_APPEND_ENTRIES
+assert MAX_FORWARD_BYTES + MAX_ENTRY_BYTES < MAX_PEER_FRAME_BYTES

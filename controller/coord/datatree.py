@@ -177,9 +177,10 @@ class DataTree:
         self.get(path)
         if path == "":
             return len(self.nodes)
-        return sum(1 for _ in self._descendants(path))
+        return sum(1 for _ in self.descendants(path))
 
-    def _descendants(self, path: str) -> Iterator[str]:
+    def descendants(self, path: str) -> Iterator[str]:
+        """Every path strictly below `path`, parents before children."""
         stack = [path]
         while stack:
             p = stack.pop()
@@ -381,7 +382,7 @@ class DataTree:
                 count = used = 0
                 if target is not None:
                     count, used = 1, target.size
-                    for p in self._descendants(key):
+                    for p in self.descendants(key):
                         count += 1
                         used += self.nodes[p].size
                 node.data = quota.format_stats({"count": count, "bytes": used})

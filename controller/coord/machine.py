@@ -1,7 +1,8 @@
 """The coordination service's replicated state machine: data tree plus session table.
 
-`apply(entry)` decodes a coordination command and executes it against the tree with the
-entry's zxid and the command's time, returning an `Applied` result. Validation (paths,
+`apply(entry)` decodes a coordination entry (a typed transaction, see commands.py) and
+executes it against the tree with the entry's zxid and the leader's time stamped in it,
+returning an `Applied` result. Validation (paths,
 versions, ACLs, sessions) happens here, at apply time, so it is deterministic and sees
 exactly the state the log defines.
 """
@@ -20,9 +21,11 @@ from controller.coord.commands import (
     Barrier,
     CloseSession,
     CreateSession,
+    EntryFormatError,
     ExpireTTL,
+    Stamp,
     Write,
-    decode_command,
+    decode_entry,
 )
 from controller.coord.datatree import (
     CONFIG_NODE,
@@ -34,8 +37,6 @@ from controller.coord.datatree import (
 )
 from controller.raft.types import Entry, EntryKind
 from controller.zk.constants import Err, OpCode
-from controller.zk.jute import JuteError
-from controller.zk.protocol import UnknownOpcode, decode_request
 from controller.zk.records import ACL, ErrorResponse, Id, MultiRequest, MultiResponse
 
 SESSION_ID_BITS = 56
@@ -93,9 +94,9 @@ class CoordStateMachine:
         self.last_zxid = entry.zxid
         if not entry.data.startswith(COORD_PREFIX):
             return None  # not ours (e.g. a benchmark's opaque payload)
-        cmd = decode_command(entry.data)
+        at, cmd = decode_entry(entry.data)
         if isinstance(cmd, Write):
-            return self._apply_write(cmd, entry.zxid)
+            return self._apply_write(cmd, entry.zxid, at)
         if isinstance(cmd, CreateSession):
             session_id = self.session_id_for(cmd.origin, entry.index)
             assert session_id not in self.sessions
@@ -130,7 +131,7 @@ class CoordStateMachine:
         for path in cmd.paths:
             node = self.tree.find(path)
             # Re-check at apply time: the node may have changed since the leader looked.
-            if node is not None and path in self.tree.expired_ttl_nodes(cmd.time_ms):
+            if node is not None and path in self.tree.expired_ttl_nodes(at.time_ms):
                 expired += self.tree.delete(path, zxid=entry.zxid)
         return Applied(0, 0, entry.zxid, events=tuple(expired))
 
@@ -169,7 +170,10 @@ class CoordStateMachine:
         fmt, acls, nodes, sessions, last_zxid, applied_index = msgpack.unpackb(
             data, raw=False, use_list=False
         )
-        assert fmt == SNAPSHOT_FORMAT, f"unknown snapshot format {fmt}"
+        if fmt != SNAPSHOT_FORMAT:
+            raise EntryFormatError(
+                f"snapshot of format {fmt}, this controller reads format {SNAPSHOT_FORMAT}"
+            )
         acl_table = [tuple(ACL(p, Id(sch, i)) for p, sch, i in acl) for acl in acls]
         tree = DataTree()
         tree.nodes = {}
@@ -219,17 +223,14 @@ class CoordStateMachine:
 
     # ------------------------------------------------------------------ writes
 
-    def _apply_write(self, cmd: Write, zxid: int) -> Applied:
+    def _apply_write(self, cmd: Write, zxid: int, at: Stamp) -> Applied:
         def fail(err: int) -> Applied:
             return Applied(cmd.origin, cmd.seq, zxid, err, session_id=cmd.session_id)
 
         if cmd.session_id not in self.sessions:
             return fail(Err.SESSIONEXPIRED)
-        try:
-            record = decode_request(cmd.op, cmd.body)
-        except (JuteError, UnknownOpcode):
-            return fail(Err.MARSHALLINGERROR)
-        ctx = writes.Context(cmd.session_id, cmd.identities, zxid, cmd.time_ms, cmd.extended_types)
+        record = cmd.request
+        ctx = writes.Context(cmd.session_id, cmd.identities, zxid, at.time_ms, at.extended_types)
         events: list[WatchEvent] = []
         try:
             if cmd.op == _OP_MULTI:

@@ -30,9 +30,22 @@ class Hello:
 
 @attrs.frozen
 class Forward:
-    """A follower hands client writes (encoded service commands) to the leader."""
+    """A follower hands client writes to the leader of `term`: (seq, encoded service
+    command) pairs, the seq naming the request on the follower (controller/coord/commands.py).
+    A receiver that is not the leader of `term` refuses them (`ForwardFailed`)."""
 
-    commands: tuple[bytes, ...]
+    term: int
+    commands: tuple[tuple[int, bytes], ...]
+
+
+@attrs.frozen
+class ForwardFailed:
+    """The leader tells the origin at once that forwarded commands did not make it (it is
+    not the leader of their term, or lost the entries with its leadership): the origin fails
+    those requests with `err`, ZooKeeper's code (CONNECTIONLOSS: outcome unknown)."""
+
+    seqs: tuple[int, ...]
+    err: int
 
 
 @attrs.frozen
@@ -42,9 +55,10 @@ class SessionTouch:
     session_ids: tuple[int, ...]
 
 
-ServiceFrame = Forward | SessionTouch
-PeerFrame = Message | Hello | Forward | SessionTouch
-PEER_FRAME_TYPES: tuple[type, ...] = (Hello, *MESSAGE_TYPES, Forward, SessionTouch)
+ServiceFrame = Forward | ForwardFailed | SessionTouch
+SERVICE_FRAME_TYPES = (Forward, ForwardFailed, SessionTouch)
+PeerFrame = Message | Hello | ServiceFrame
+PEER_FRAME_TYPES: tuple[type, ...] = (Hello, *MESSAGE_TYPES, *SERVICE_FRAME_TYPES)
 _TAG = {cls: tag for tag, cls in enumerate(PEER_FRAME_TYPES)}
 _HEADER = struct.Struct(">I")
 

@@ -89,6 +89,7 @@ class NodeConfig:
     tick_time_ms: int = 2000
     max_client_cnxns: int = 0
     max_outstanding_requests: int = 1000
+    global_outstanding_limit: int = limits.GLOBAL_OUTSTANDING_LIMIT
     max_watches_per_session: int = 0
     jute_max_buffer: int = limits.JUTE_MAX_BUFFER
     four_letter_word_whitelist: tuple[str, ...] = ("*",)
@@ -125,6 +126,8 @@ class NodeConfig:
             raise ConfigError("connection and watch limits must be >= 0 (0 = unlimited)")
         if self.max_outstanding_requests < 1:
             raise ConfigError("max_outstanding_requests must be positive")
+        if not 1 <= self.global_outstanding_limit <= 100_000:
+            raise ConfigError("global_outstanding_limit must be between 1 and 100000")
         if not 1024 <= self.jute_max_buffer <= limits.MAX_ENTRY_BYTES:
             raise ConfigError(f"jute_max_buffer must be in [1024, {limits.MAX_ENTRY_BYTES}]")
         if self.leader_imbalance_check_interval_seconds <= 0:
@@ -163,6 +166,7 @@ class NodeConfig:
             "tick_time_ms",
             "max_client_cnxns",
             "max_outstanding_requests",
+            "global_outstanding_limit",
             "max_watches_per_session",
             "jute_max_buffer",
             "four_letter_word_whitelist",
@@ -204,6 +208,9 @@ class NodeConfig:
                 tick_time_ms=int(raw.get("tick_time_ms", 2000)),
                 max_client_cnxns=int(raw.get("max_client_cnxns", 0)),
                 max_outstanding_requests=int(raw.get("max_outstanding_requests", 1000)),
+                global_outstanding_limit=int(
+                    raw.get("global_outstanding_limit", limits.GLOBAL_OUTSTANDING_LIMIT)
+                ),
                 max_watches_per_session=int(raw.get("max_watches_per_session", 0)),
                 jute_max_buffer=int(raw.get("jute_max_buffer", limits.JUTE_MAX_BUFFER)),
                 four_letter_word_whitelist=tuple(

@@ -38,6 +38,7 @@ def build_node(config: NodeConfig) -> ControllerNode:
         tick_time_ms=config.tick_time_ms,
         max_client_cnxns=config.max_client_cnxns,
         max_outstanding=config.max_outstanding_requests,
+        global_outstanding_limit=config.global_outstanding_limit,
         max_watches_per_session=config.max_watches_per_session,
         jute_max_buffer=config.jute_max_buffer,
         four_letter_whitelist=config.four_letter_word_whitelist,

@@ -50,6 +50,10 @@ class PeerSender:
         self._broken: OSError | None = None
         self.direct_writes = 0
 
+    def has_room(self, size: int) -> bool:
+        """A frame of `size` bytes would be queued, not dropped."""
+        return self.connected and self._queued_bytes + size <= MAX_QUEUED_BYTES
+
     def push(self, frame: bytes) -> None:
         """Send or queue a frame (non-blocking). Dropped when disconnected or over the
         byte bound."""

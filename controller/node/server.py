@@ -24,13 +24,12 @@ import trio
 from controller import limits
 from controller.node.admin import MAGIC
 from controller.node.codec import (
+    SERVICE_FRAME_TYPES,
     EntryBlobCache,
-    Forward,
     FrameDecoder,
     Hello,
     PeerProtocolError,
     ServiceFrame,
-    SessionTouch,
     encode_frame,
 )
 from controller.node.config import NodeConfig
@@ -60,7 +59,7 @@ class NodeService(Protocol):
     """
 
     def on_peer_frame(self, src: NodeId, frame: ServiceFrame) -> None:
-        """A Forward or SessionTouch frame arrived from a peer."""
+        """A service frame (Forward, ForwardFailed, SessionTouch) arrived from a peer."""
 
     async def handle_client(self, stream: trio.SocketStream, first: bytes) -> None:
         """Serve a client connection whose first four bytes are `first`."""
@@ -167,16 +166,25 @@ class ControllerNode:
         self._poke()
 
     def send_peer(self, peer: NodeId, frame: ServiceFrame) -> bool:
-        """Queue a service frame to a peer; False if it cannot be sent now."""
+        """Queue a service frame to a peer; False if it cannot be sent now (no connection,
+        or the peer's queue is over its byte bound): the frame was not queued, and the caller
+        keeps it to retry. A queued frame is lost only with its connection."""
         sender = self._peers.get(peer)
         if sender is None or not sender.connected:
             return False
-        sender.push(encode_frame(frame))
+        data = encode_frame(frame)
+        if not sender.has_room(len(data)):
+            return False
+        sender.push(data)
         return sender.connected
 
     def peer_connected(self, peer: NodeId) -> bool:
         sender = self._peers.get(peer)
         return sender is not None and sender.connected
+
+    def has_room(self) -> bool:
+        """`submit` would not exceed the bound on queued proposals."""
+        return len(self._pending) < MAX_PENDING_PROPOSALS
 
     async def wait_for_room(self) -> None:
         while len(self._pending) >= MAX_PENDING_PROPOSALS:
@@ -577,7 +585,7 @@ class ControllerNode:
                         continue
                     if isinstance(frame, Hello):
                         raise PeerProtocolError(f"unexpected {type(frame).__name__}")
-                    if isinstance(frame, Forward | SessionTouch):
+                    if isinstance(frame, SERVICE_FRAME_TYPES):
                         if self.service is not None:
                             self.service.on_peer_frame(peer.node_id, frame)
                         continue

@@ -89,6 +89,12 @@ class WatchTable:
     def paths_for(self, key: Key) -> set[tuple[str, str]]:
         return set(self._by_key.get(key, ()))
 
+    def consume(self, kind: str, path: str) -> set[Key]:
+        """Remove and return the connections with a `kind` watch on exactly `path`."""
+        out: set[Key] = set()
+        self._fire(kind, path, out)
+        return out
+
     def _fire(self, kind: str, path: str, out: set[Key]) -> None:
         keys = self._table(kind).pop(path, None)
         if keys:

@@ -9,7 +9,7 @@ throws. Watch bookkeeping is per connection (`conn_id`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from controller.coord import acl as acls
@@ -230,3 +230,72 @@ class ZkReads:
             for path in req.persistent_recursive_watches or ():
                 self.watches.add("recursive", path, conn_id)
                 self.watches.add("recursive_child", path, conn_id)
+
+
+def catch_up_events(
+    before: DataTree, tree: DataTree, watches: WatchTable, since_zxid: int
+) -> dict[Any, list[tuple[int, str]]]:
+    """The notifications owed after the tree jumped from `before` (its state at
+    `since_zxid`) to `tree` without the entries in between being applied one by one (a
+    snapshot install): per connection key, (event, path) in the order a client would have
+    seen them, each at most once per key. One-shot watches are judged exactly as ZooKeeper's
+    `DataTree.setWatches` judges them on reconnect, and consumed; a persistent watch fires
+    once for its own node if it was created, changed or deleted, a recursive one once per
+    node below it that was."""
+    owed: dict[Any, list[tuple[int, str]]] = {}
+    seen: set[tuple[Any, int, str]] = set()
+
+    def fire(keys: Iterable[Any], event: int, path: str) -> None:
+        for key in keys:
+            if (key, event, path) not in seen:
+                seen.add((key, event, path))
+                owed.setdefault(key, []).append((event, path))
+
+    def changed(path: str) -> int | None:
+        """The event a persistent watch on `path` is owed, if any."""
+        node = tree.find(path)
+        if node is None:
+            return EventType.NODE_DELETED if before.find(path) is not None else None
+        if node.czxid > since_zxid:
+            return EventType.NODE_CREATED
+        return EventType.NODE_DATA_CHANGED if node.mzxid > since_zxid else None
+
+    for path in list(watches.data):
+        node = tree.find(path)
+        if node is None:
+            fire(watches.consume("data", path), EventType.NODE_DELETED, path)
+        elif node.mzxid > since_zxid:
+            fire(watches.consume("data", path), EventType.NODE_DATA_CHANGED, path)
+    for path in list(watches.exist):
+        if tree.find(path) is not None:
+            fire(watches.consume("exist", path), EventType.NODE_CREATED, path)
+    for path in list(watches.child):
+        node = tree.find(path)
+        if node is None:
+            fire(watches.consume("child", path), EventType.NODE_DELETED, path)
+        elif node.pzxid > since_zxid:
+            fire(watches.consume("child", path), EventType.NODE_CHILDREN_CHANGED, path)
+    for path, keys in list(watches.persistent.items()):
+        event = changed(path)
+        if event is not None:
+            fire(list(keys), event, path)
+    for path, keys in list(watches.persistent_child.items()):
+        node = tree.find(path)
+        # A node created in the gap has pzxid == czxid: only children made since count.
+        if (
+            node is not None
+            and node.pzxid > since_zxid
+            and (node.pzxid > node.czxid or node.child_creates > 0)
+        ):
+            fire(list(keys), EventType.NODE_CHILDREN_CHANGED, path)
+    for root, keys in list(watches.recursive.items()):
+        paths = [root, *tree.descendants(root)] if tree.find(root) is not None else []
+        gone: list[str] = []
+        if before.find(root) is not None:  # deleted nodes, children before their parent
+            gone = [p for p in [root, *before.descendants(root)] if tree.find(p) is None]
+            gone.reverse()
+        for path in [*paths, *gone]:
+            event = changed(path)
+            if event is not None:
+                fire(list(keys), event, path)
+    return owed

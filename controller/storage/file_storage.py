@@ -2,7 +2,7 @@
 
 Layout::
 
-    meta.json                          {"cluster_id": ..., "node_id": ..., "format": 1}
+    meta.json                          {"cluster_id": ..., "node_id": ..., "format": 2}
     hardstate                          u32 crc32c(body) | msgpack {"term", "voted_for"}
     snapshot-<20-digit index>.snap     "KSNP" | u32 crc32c(body) | u64 len(body) | body,
                                        body = msgpack {index, term, zxid, voters, observers,
@@ -37,7 +37,10 @@ from controller.storage.records import Bad, decode_at, encode_entries, find_vali
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+# The data directory's format, covering what the log and snapshots hold. 2: coordination
+# entries are leader-stamped typed transactions (controller/coord/commands.py, LOG_FORMAT);
+# 1 held raw client requests stamped by the receiving controller and is refused.
+FORMAT = 2
 META_FILE = "meta.json"
 HARDSTATE_FILE = "hardstate"
 LOG_DIR = "log"
@@ -488,8 +491,14 @@ def _check_meta(data_dir: Path, *, cluster_id: str, node_id: int, fsync: bool) -
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError) as exc:
         raise StorageError(f"{meta_path}: unreadable at offset 0: {exc}") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise StorageError(f"{meta_path}: unsupported format: {meta!r}")
+    if not isinstance(meta, dict):
+        raise StorageError(f"{meta_path}: unsupported content: {meta!r}")
+    if meta.get("format") != FORMAT:
+        raise StorageError(
+            f"{meta_path}: data directory format {meta.get('format')!r}, this controller reads "
+            f"format {FORMAT}; it is never misread: start from an empty data directory or "
+            "run the release that wrote it"
+        )
     if meta.get("cluster_id") != cluster_id or meta.get("node_id") != node_id:
         raise ClusterIdMismatch(
             f"{data_dir} belongs to cluster id {meta.get('cluster_id')!r} node id "

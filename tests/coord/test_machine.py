@@ -15,14 +15,15 @@ from controller.coord.commands import (
     CloseSession,
     Command,
     CreateSession,
+    Stamp,
     Write,
-    decode_command,
+    decode_entry,
     encode_command,
+    stamp,
 )
 from controller.coord.machine import CoordStateMachine
 from controller.raft.types import Entry, EntryKind, make_zxid
 from controller.zk.constants import CreateMode, Err, EventType, OpCode
-from controller.zk.jute import Writer
 from controller.zk.records import (
     ACL,
     CheckVersionRequest,
@@ -39,12 +40,6 @@ OPEN = [ACL(31, Id("world", "anyone"))]
 WORLD = (("ip", "127.0.0.1"),)
 
 
-def body(record: object) -> bytes:
-    w = Writer()
-    record.write(w)  # type: ignore[attr-defined]
-    return w.getvalue()
-
-
 class Harness:
     """Feeds commands to a machine as consecutive log entries."""
 
@@ -55,22 +50,22 @@ class Harness:
         self.seq = itertools.count(1)
         self.time = 1_000
 
-    def apply(self, cmd: Command) -> Applied:
+    def apply(self, cmd: Command, time_ms: int | None = None) -> Applied:
         i = next(self.index)
-        data = encode_command(cmd)
-        assert decode_command(data) == cmd
+        at = Stamp(self.time if time_ms is None else time_ms, self.extended_types)
+        data = stamp(encode_command(cmd), at)
+        assert decode_entry(data) == (at, cmd)
         result = self.sm.apply(Entry(1, i, make_zxid(1, i), EntryKind.COMMAND, data))
         assert isinstance(result, Applied)
         return result
 
     def session(self, timeout: int = 10_000) -> int:
-        result = self.apply(CreateSession(1, next(self.seq), timeout, b"p" * 16, self.time))
+        result = self.apply(CreateSession(1, next(self.seq), timeout, b"p" * 16))
         return result.session_id
 
     def write(self, sid: int, op: int, record: object, ids: tuple = WORLD) -> Applied:
         self.time += 1
-        write = Write(1, next(self.seq), sid, op, body(record), ids, self.time, self.extended_types)
-        return self.apply(write)
+        return self.apply(Write(1, next(self.seq), sid, op, record, ids))
 
     def create(
         self, sid: int, path: str, data: bytes | None = b"", mode: int = 0, acl=OPEN
@@ -139,7 +134,7 @@ def test_ephemerals_belong_to_their_session_and_go_with_it(h: Harness) -> None:
     assert h.sm.tree.get("/e").stat().ephemeral_owner == a
     assert h.create(a, "/e/child").err == Err.NOCHILDRENFOREPHEMERALS
     h.create(b, "/keep", mode=CreateMode.EPHEMERAL)
-    r = h.apply(CloseSession(1, 99, a, True, h.time))
+    r = h.apply(CloseSession(1, 99, a, True))
     assert r.closed_session and (EventType.NODE_DELETED, "/e") in r.events
     assert h.sm.tree.find("/e") is None and h.sm.tree.find("/keep") is not None
     assert a not in h.sm.sessions
@@ -244,7 +239,7 @@ def test_replicas_agree_and_invariants_hold(script: list[tuple[str, str, int]]) 
             elif kind == "set":
                 h.write(sid, OpCode.SET_DATA, SetDataRequest(path, b"v", arg))
             else:
-                h.apply(CloseSession(1, 0, sid, False, 0))
+                h.apply(CloseSession(1, 0, sid, False), time_ms=0)
                 sid = h.session()
     assert h1.sm.snapshot() == h2.sm.snapshot()
     tree = h1.sm.tree
@@ -275,7 +270,7 @@ def test_ttl_nodes_expire_only_when_idle_and_childless() -> None:
     h.create(sid, "/ttl/child")
     assert h.sm.tree.expired_ttl_nodes(created + 600) == []  # has a child
     h.write(sid, OpCode.DELETE, DeleteRequest("/ttl/child", -1))
-    r = h.apply(ExpireTTL(("/ttl",), created + 600))
+    r = h.apply(ExpireTTL(("/ttl",)), time_ms=created + 600)
     assert (EventType.NODE_DELETED, "/ttl") in r.events and h.sm.tree.find("/ttl") is None
     bad = CreateTTLRequest("/ttl2", b"", OPEN, CreateMode.PERSISTENT_WITH_TTL, 0)
     assert h.write(sid, OpCode.CREATE_TTL, bad).err == Err.BADARGUMENTS
@@ -359,18 +354,36 @@ def test_config_node_is_each_controllers_own(h: Harness) -> None:
 
 
 def test_ttl_support_travels_with_the_write() -> None:
-    """Whether TTL nodes are allowed is the proposing controller's setting, carried in the
-    entry, so replicas configured differently still apply it alike."""
-    import msgpack
-
-    from controller.coord.commands import COORD_PREFIX
+    """Whether TTL nodes are allowed is the leader's setting, stamped in the entry, so
+    replicas configured differently still apply it alike."""
     from controller.zk.records import CreateTTLRequest
 
     req = CreateTTLRequest("/ttl", b"", OPEN, CreateMode.PERSISTENT_WITH_TTL, 500)
     for extended, err in ((True, 0), (False, Err.UNIMPLEMENTED)):
         h = Harness(extended_types=extended)
         assert h.write(h.session(), OpCode.CREATE_TTL, req).err == err
-    # Entries written before the field existed decode as "not allowed".
-    old = (2, (1, 2, 3, 21, b"raw", [["ip", "127.0.0.1"]], 1000))
-    cmd = decode_command(COORD_PREFIX + msgpack.packb(old, use_bin_type=True))
-    assert isinstance(cmd, Write) and cmd.extended_types is False and cmd.time_ms == 1000
+
+
+def test_times_come_from_the_leader_stamp() -> None:
+    """ctime and mtime are the leader's time stamped in the entry, never the applying
+    controller's clock: the same entry applied twice gives the same Stat."""
+    h = Harness()
+    sid = h.session()
+    h.time = 1_234_566  # write() moves the clock by 1 ms
+    h.create(sid, "/t", b"x")
+    node = h.sm.tree.find("/t")
+    assert node is not None and node.ctime == node.mtime == 1_234_567
+
+
+def test_an_entry_of_another_format_is_refused_not_misread() -> None:
+    """Format 1 entries (raw jute, receiver's clock) are refused with both versions named."""
+    import msgpack
+
+    from controller.coord.commands import COORD_PREFIX, EntryFormatError
+
+    old = COORD_PREFIX + msgpack.packb((2, (1, 2, 3, 5, b"raw", [], 1000)), use_bin_type=True)
+    sm = CoordStateMachine()
+    with pytest.raises(EntryFormatError, match="format 146, this controller reads format 2"):
+        sm.apply(Entry(1, 1, make_zxid(1, 1), EntryKind.COMMAND, old))
+    with pytest.raises(EntryFormatError, match="snapshot of format 9"):
+        sm.restore(msgpack.packb((9, [], [], [], 0, 0)))

@@ -2,6 +2,10 @@
 
 The same tests run against our quorum (`KRAFT_ZK_TARGET=ours`, the default) or against a real
 Apache ZooKeeper 3-node ensemble (`KRAFT_ZK_TARGET=real`), which is how they are validated.
+
+Tests that only make sense against our servers (our trio client, the `kraft` CLI, our process
+internals, answers where we knowingly differ from ZooKeeper) carry
+`@pytest.mark.ours_only("why")`: under `KRAFT_ZK_TARGET=real` they are skipped with that reason.
 """
 
 from __future__ import annotations
@@ -11,20 +15,37 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from kazoo.client import KazooClient
 
 from tests.zk.raw import OPEN, RawClient, connect
 
+if TYPE_CHECKING:
+    from controller.localquorum import LocalQuorum
+
 TARGET = os.environ.get("KRAFT_ZK_TARGET", "ours")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "ours_only(reason): a tests/zk test that runs only against our quorum (skipped, with the "
+        "reason, under KRAFT_ZK_TARGET=real)",
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = str(Path(__file__).parent)
     for item in items:
-        if str(item.fspath).startswith(here):
-            item.add_marker(pytest.mark.timeout(120))
+        if not str(item.fspath).startswith(here):
+            continue
+        item.add_marker(pytest.mark.timeout(120))
+        marker = item.get_closest_marker("ours_only")
+        if marker is not None and TARGET != "ours":
+            reason = marker.args[0] if marker.args else marker.kwargs.get("reason", "")
+            item.add_marker(pytest.mark.skip(reason=f"ours only: {reason}"))
 
 
 class Target:
@@ -121,24 +142,37 @@ class OursTarget(Target):
 
     def stop(self) -> None:
         self.quorum.stop()
+        # Our own check on top of ZooKeeper's behaviour: no controller logged a traceback.
+        for i in self.quorum.ids:
+            log = (self.quorum.data_dir / f"node-{i}.log").read_text()
+            assert "Traceback" not in log, f"controller {i} logged a traceback:\n{log[-4000:]}"
 
 
-def start_target(tmp_path_factory: pytest.TempPathFactory, *, extended: bool = False) -> Target:
-    """The target of KRAFT_ZK_TARGET: three servers, or one with extended (TTL) node types
-    enabled (`extendedTypesEnabled=true` on ZooKeeper, `--extended-types-enabled` here)."""
+def start_target(
+    tmp_path_factory: pytest.TempPathFactory,
+    *,
+    extended: bool = False,
+    single: bool = False,
+    real_config: tuple[str, ...] = (),
+    ours_args: tuple[str, ...] = (),
+) -> Target:
+    """The target of KRAFT_ZK_TARGET: three servers, or one (`single`); `extended` enables
+    extended (TTL) node types (`extendedTypesEnabled=true` on ZooKeeper,
+    `--extended-types-enabled` here); `real_config` are extra zoo.cfg lines for ZooKeeper,
+    `ours_args` the matching command-line options of our controllers."""
+    if extended:
+        single = True
+        real_config = ("extendedTypesEnabled=true", *real_config)
+        ours_args = ("--extended-types-enabled", *ours_args)
     if TARGET == "real":
         from benchmarks.zk_ensemble import zookeeper_available
 
         if not zookeeper_available():
             pytest.skip("Apache ZooKeeper (Debian package) or java is not installed")
-        if extended:
-            return RealTarget(1, ("extendedTypesEnabled=true",))
-        return RealTarget()
+        return RealTarget(1 if single else 3, real_config)
     if TARGET == "ours":
         data_dir = tmp_path_factory.mktemp("zkquorum")
-        if extended:
-            return OursTarget(data_dir, 1, ["--extended-types-enabled"])
-        return OursTarget(data_dir)
+        return OursTarget(data_dir, 1 if single else 3, list(ours_args))
     raise pytest.UsageError(f"KRAFT_ZK_TARGET must be 'ours' or 'real', not {TARGET!r}")
 
 
@@ -159,6 +193,13 @@ def extended_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target
         yield target
     finally:
         target.stop()
+
+
+@pytest.fixture
+def quorum(zk_target: Target) -> LocalQuorum:
+    """Our quorum behind `zk_target`, for `ours_only` tests about our processes."""
+    assert isinstance(zk_target, OursTarget), "an ours_only test ran against another target"
+    return zk_target.quorum
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ SEQ = "seq"  # created with a sequence suffix
 WRITES = [
     ("B/", BAD, SEQ, NONODE, BAD, BAD, BAD),
     ("B/a/", BAD, SEQ, NONODE, BAD, BAD, BAD),
+    ("B/missing/", NONODE, NONODE, NONODE, BAD, BAD, BAD),  # the parent lookup comes first
     ("B//x", NONODE, NONODE, NONODE, BAD, BAD, BAD),
     ("B/./x", NONODE, NONODE, NONODE, BAD, BAD, BAD),
     ("B/.", BAD, SEQ, NONODE, BAD, BAD, BAD),

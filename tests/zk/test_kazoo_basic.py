@@ -7,6 +7,8 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -19,6 +21,7 @@ from kazoo.exceptions import (
     NoNodeError,
     NotEmptyError,
     RolledBackError,
+    UnimplementedError,
 )
 from kazoo.security import ACL, OPEN_ACL_UNSAFE, Permissions, make_digest_acl
 
@@ -142,8 +145,10 @@ def test_ephemeral_deleted_on_close(
     path = f"{root}/eph"
     other.create(path, ephemeral=True)
     zk.sync(path)  # another session's write: sync before reading it
-    assert zk.exists(path).ephemeralOwner == other.client_id[0]
+    gone = threading.Event()
+    assert zk.exists(path, watch=lambda event: gone.set()).ephemeralOwner == other.client_id[0]
     other.stop()  # closes the session explicitly
+    assert gone.wait(5), "no watch event for the ephemeral deleted by CloseSession"
     wait_until(lambda: zk.exists(path) is None, 5, "ephemeral gone after CloseSession")
 
 
@@ -177,8 +182,10 @@ def test_ephemeral_deleted_on_session_expiry(zk: KazooClient, root: str, zk_targ
     finally:
         proc.kill()  # SIGKILL: no CloseSession, the server must expire the session
         proc.wait()
+    killed = time.monotonic()
     assert zk.exists(path) is not None  # still there right after the kill
     wait_until(lambda: zk.exists(path) is None, 15, "expired ephemeral to be deleted")
+    assert time.monotonic() - killed >= 3.0  # not before the 4 s session timeout (minus slack)
 
 
 def test_stat_fields(zk: KazooClient, root: str) -> None:
@@ -239,11 +246,15 @@ def test_transaction_commits_atomically(zk: KazooClient, root: str) -> None:
     tx.set_data(f"{root}/upd", b"u2", version=0)
     tx.delete(f"{root}/old")
     tx.check(f"{root}/upd", 1)  # sees the set_data above
+    tx.create(f"{root}/tmp", b"t")  # created and deleted in the same transaction
+    tx.delete(f"{root}/tmp")
     results = tx.commit()
     assert results[0] == f"{root}/new"
     assert results[1].version == 1
     assert results[2] is True
     assert results[3] is True
+    assert results[4:] == [f"{root}/tmp", True]
+    assert zk.exists(f"{root}/tmp") is None
     assert zk.get(f"{root}/new")[0] == b"n"
     assert zk.get(f"{root}/upd")[0] == b"u2"
     assert zk.exists(f"{root}/old") is None
@@ -323,6 +334,12 @@ def test_digest_acl(zk: KazooClient, root: str, make_client: Callable[..., Kazoo
     assert wrong.get(path)[0] == b"s"
     assert wrong.get_acls(path)[0] == OPEN_ACL_UNSAFE
 
+    # A new ACL takes access away from a session that had it.
+    wrong.set_acls(path, [make_digest_acl("bob", "pw", read=True)])
+    owner.sync(path)
+    with pytest.raises(NoAuthError):
+        owner.set(path, b"x")
+
 
 def test_read_only_acl(zk: KazooClient, root: str, make_client: Callable[..., KazooClient]) -> None:
     from kazoo.security import ANYONE_ID_UNSAFE
@@ -347,9 +364,46 @@ def test_default_acl_is_open(zk: KazooClient, root: str) -> None:
 
 def test_four_letter_words_and_version(zk: KazooClient, zk_target: Target) -> None:
     assert zk.command(b"ruok") == "imok"
+    assert zk.command(b"isro") == "rw"
     srvr = zk.command(b"srvr")
-    assert "Zxid:" in srvr
+    assert re.search(r"^Zxid: 0x[0-9a-f]+$", srvr, re.M), srvr
     assert re.search(r"^Mode: (leader|follower|standalone)$", srvr, re.M)
+    assert "zk_znode_count\t" in zk.command(b"mntr")
     version = zk.server_version()
     assert isinstance(version, tuple) and len(version) >= 2
     assert all(isinstance(part, int) for part in version)
+    assert version[:2] == (3, 8)
+
+
+def test_dirs_srst_and_crst_do_what_they_say(zk: KazooClient, root: str) -> None:
+    """`dirs` measures the data directory; `srst`/`crst` reset what they name (ZooKeeper's
+    ServerStats.reset and the connections' counters)."""
+    zk.create(f"{root}/d", b"x" * 1000)
+    sizes = dict(line.split(": ") for line in zk.command(b"dirs").strip().splitlines())
+    assert int(sizes["logdir_size"]) > 1000, sizes
+    assert int(sizes["datadir_size"]) >= 0, sizes
+
+    def packets() -> int:
+        lines = zk.command(b"mntr").splitlines()
+        mntr = dict(line.split("\t", 1) for line in lines if "\t" in line)
+        return int(mntr["zk_packets_received"])
+
+    for _ in range(20):
+        zk.exists(root)
+    before = packets()
+    assert zk.command(b"srst") == "Server stats reset.\n"
+    assert packets() < before
+    assert zk.command(b"crst") == "Connection stats reset.\n"
+    cons = zk.command(b"cons")
+    received = [int(x) for x in re.findall(r"recved=(\d+)", cons)]
+    assert received and max(received) <= 3, cons  # a ping or two may have arrived since
+
+
+@pytest.mark.ours_only(
+    "ZooKeeper 3.8 (reconfigEnabled=false, the default) answers reconfig with "
+    "ZRECONFIGDISABLED (-123, kazoo's ReconfigDisabledError); ours answers ZUNIMPLEMENTED"
+)
+def test_reconfig_is_unimplemented(zk: KazooClient, root: str) -> None:
+    with pytest.raises(UnimplementedError):
+        zk.reconfig(joining=None, leaving="2", new_members=None)
+    assert zk.create(f"{root}/alive", b"x") == f"{root}/alive"  # the session goes on

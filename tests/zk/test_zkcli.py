@@ -97,6 +97,9 @@ def test_zkcli_scripted_session(zk_target: Target) -> None:
     rc, out = zkcli(server, "ls", path)
     assert rc != 0 and f"Node does not exist: {path}" in out, out
 
+    rc, out = zkcli(server, "stat", path)
+    assert rc != 0 and f"Node does not exist: {path}" in out, out
+
 
 def test_zkcli_errors_and_ephemeral_sequential(zk_target: Target) -> None:
     server = zk_target.servers[-1]
@@ -121,6 +124,9 @@ def test_zkcli_errors_and_ephemeral_sequential(zk_target: Target) -> None:
     assert rc == 0 and "[eph, seq-0000000000]" in out, out
     rc, out = zkcli(server, "stat", f"{path}/eph")
     assert rc == 0 and stat_fields(out)["ephemeralOwner"] != "0x0", out
+
+    rc, out = zkcli(server, "create", "-e", "-s", f"{path}/es-", "x")
+    assert rc == 0 and f"Created {path}/es-0000000002" in out, out
 
     rc, out = zkcli(server, "set", "-v", "7", path, "x")
     assert rc != 0 and any("version No is not valid" in line for line in out), out
