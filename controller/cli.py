@@ -84,6 +84,14 @@ def controller_run(
     max_client_cnxns: Annotated[
         int | None, typer.Option(help="Connections per client address (0 = unlimited).")
     ] = None,
+    max_outstanding_requests: Annotated[
+        int | None,
+        typer.Option(help="Requests queued per connection before it is not read (1000)."),
+    ] = None,
+    global_outstanding_limit: Annotated[
+        int | None,
+        typer.Option(help="Requests queued on this controller before no client is read (1000)."),
+    ] = None,
     super_digest: Annotated[
         str | None, typer.Option(help="super:<base64 sha1> admin identity.")
     ] = None,
@@ -136,6 +144,8 @@ def controller_run(
         "snapshot_interval_entries": snapshot_interval_entries,
         "tick_time_ms": tick_time_ms,
         "max_client_cnxns": max_client_cnxns,
+        "max_outstanding_requests": max_outstanding_requests,
+        "global_outstanding_limit": global_outstanding_limit,
         "super_digest": super_digest,
         "four_letter_word_whitelist": four_letter_word_whitelist,
         "jute_max_buffer": jute_max_buffer,
