@@ -292,6 +292,7 @@ def quorum_start(
             log_to_files=False,
             restart=not no_restart,
             restart_delay=restart_delay,
+            exit_with_parent=True,  # a SIGKILLed `kraft quorum start` leaves no orphans
         )
     except ValueError as exc:
         raise fail(str(exc), 2) from None

@@ -163,7 +163,12 @@ class LocalQuorum:
         restart: bool = True,
         restart_delay: float = RESTART_DELAY_S,
         admin_ports: list[int] | None = None,
+        exit_with_parent: bool = False,
     ) -> None:
+        """`exit_with_parent`: each controller asks Linux to SIGTERM it when this process
+        dies, even by SIGKILL, so a killed supervisor leaves no orphans. Only for callers
+        that start controllers from the main thread: the signal follows the *thread* that
+        started the process."""
         if controllers < 1:
             raise ValueError("a quorum needs at least one controller")
         if restart_delay < 0:
@@ -194,6 +199,7 @@ class LocalQuorum:
         self.log_to_files = log_to_files
         self.restart = restart
         self.restart_delay = restart_delay
+        self.exit_with_parent = exit_with_parent
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self._logs: dict[int, IO[bytes]] = {}
         self._stopped = True  # until start()/start_node(): supervise() does nothing
@@ -288,6 +294,8 @@ class LocalQuorum:
             self._logs[node_id] = log
             stderr = log
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if self.exit_with_parent:
+            env["KRAFT_EXIT_WITH_PARENT"] = str(os.getpid())
         self.procs[node_id] = subprocess.Popen(
             self.command(node_id),
             stdout=subprocess.DEVNULL,

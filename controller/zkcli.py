@@ -8,6 +8,7 @@ command fails as `kraft quorum status` does: fast, and with the same wording.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
@@ -311,9 +312,8 @@ class Session:
 
     async def get(self, path: str) -> None:
         with about(path):
-            data, stat = await self.zk.get(path)
-        text = data.decode("utf-8", "replace")
-        self.emit({"path": path, "data": text, "stat": stat_dict(stat)}, text)
+            data, stat = await self.zk.get_nullable(path)
+        self.emit({"path": path, **data_fields(data), "stat": stat_dict(stat)}, data_text(data))
 
     @staticmethod
     def _parse_stat(flags: set[str], a: list[str]) -> Op:
@@ -334,11 +334,14 @@ class Session:
             # zkCli refuses the combination too.
             raise UsageError(f"{a[0]}: -c cannot be combined with -e or -s")
         path = check_path(a[0], sequential="s" in flags)
-        data = _arg_bytes(a[1]) if len(a) > 1 else b""
+        # zkCli's `create /p` without data creates a node with null data (length -1).
+        data = _arg_bytes(a[1]) if len(a) > 1 else None
         acl = parse_acl(a[2]) if len(a) > 2 else None
         return lambda s: s.create(path, data, acl, flags)
 
-    async def create(self, path: str, data: bytes, acl: list[ACL] | None, flags: set[str]) -> None:
+    async def create(
+        self, path: str, data: bytes | None, acl: list[ACL] | None, flags: set[str]
+    ) -> None:
         special: dict[type[ZkException], str] = {
             NoNodeError: "{path}: parent node {parent} does not exist",
             NoChildrenForEphemeralsError: "{path}: parent node {parent} is ephemeral and "
@@ -621,6 +624,23 @@ def _read_line(prompt: str) -> str | None:
         return line if line else None
     except EOFError:
         return None
+
+
+def data_text(data: bytes | None) -> str:
+    """Znode data as zkCli prints it: "null" for a null buffer, else the bytes as UTF-8
+    (undecodable bytes shown as U+FFFD; `--json` carries the exact bytes in base64)."""
+    return "null" if data is None else data.decode("utf-8", "replace")
+
+
+def data_fields(data: bytes | None) -> dict[str, object]:
+    """Znode data for `--json`: `data` as text (null for a null buffer), and `data_base64`
+    with the exact bytes, so binary data survives the round trip."""
+    if data is None:
+        return {"data": None, "data_base64": None}
+    return {
+        "data": data.decode("utf-8", "replace"),
+        "data_base64": base64.b64encode(data).decode("ascii"),
+    }
 
 
 def _arg_bytes(text: str) -> bytes:

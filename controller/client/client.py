@@ -371,7 +371,7 @@ class ZkClient:
     async def create(
         self,
         path: str,
-        value: bytes = b"",
+        value: bytes | None = b"",
         acl: Sequence[ACL] | None = None,
         *,
         ephemeral: bool = False,
@@ -417,6 +417,13 @@ class ZkClient:
             _forget(self._data_watches, path, watch)  # the server set no watch
             raise
         return resp.data or b"", resp.stat
+
+    async def get_nullable(self, path: str) -> tuple[bytes | None, Stat]:
+        """`get` without a watch, keeping a null buffer (length -1 on the wire, e.g. a node
+        created with no data by zkCli) as None instead of b"", as kazoo's `get` does."""
+        resp = await self._call(OpCode.GET_DATA, GetDataRequest(path, False))
+        data: bytes | None = resp.data
+        return data, resp.stat
 
     async def exists(self, path: str, watch: WatchCallback | None = None) -> Stat | None:
         if watch is not None:

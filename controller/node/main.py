@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import signal
 import sys
 
@@ -95,6 +97,7 @@ def run_controller(config: NodeConfig) -> int:
     from controller.node.gc_pauses import GcPauseGuard
 
     GcPauseGuard().install()  # this process only: a full collection must not stall Raft
+    exit_with_parent()
     try:
         trio.run(run_until_signalled, config)
     except (StorageError, OSError, BaseExceptionGroup) as exc:
@@ -105,6 +108,22 @@ def run_controller(config: NodeConfig) -> int:
         print(f"error: controller {config.node_id}: {detail}", file=sys.stderr)
         return 2
     return 0
+
+
+def exit_with_parent() -> None:
+    """When started by `kraft quorum start` (KRAFT_EXIT_WITH_PARENT names its pid), ask
+    Linux (prctl PR_SET_PDEATHSIG) for SIGTERM when the supervisor dies, so killing it with
+    SIGKILL still stops its controllers gracefully instead of orphaning them."""
+    parent = os.environ.get("KRAFT_EXIT_WITH_PARENT")
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0) != 0:
+        log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+        return
+    if os.getppid() != int(parent):  # the supervisor died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def first_leaf(exc: BaseException) -> BaseException:

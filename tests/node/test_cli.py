@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -114,3 +115,47 @@ def test_quorum_start_runs_until_sigterm_and_recovers(tmp_path: Path) -> None:
         assert bootstrap in out and "quorum stopped" in out
     # The second run recovered the first run's log (plus at least its own no-op).
     assert commits[2] > commits[1] >= 1
+
+
+def test_a_sigkilled_quorum_start_leaves_no_orphan_controllers(tmp_path: Path) -> None:
+    """SIGKILL gives the supervisor no chance to stop its controllers; each asked Linux
+    (PR_SET_PDEATHSIG) for SIGTERM when it dies, so they exit gracefully on their own."""
+    import re
+
+    base, raft, admin = free_ports(3)
+    args = [
+        sys.executable, "-m", "controller", "quorum", "start", "--data-dir", str(tmp_path),
+        "--base-port", str(base), "--raft-base-port", str(raft), "--admin-base-port", str(admin),
+        "--controllers", "1", "--fsync", "never",
+    ]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    pids: list[int] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            found = re.search(r"controller \d+: pid (\d+)", line)
+            if found:
+                pids.append(int(found.group(1)))
+            if "ready" in line or "leader" in line:
+                break
+        assert pids, "the supervisor printed no controller pid"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+    def gone(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        # A zombie is gone too (its parent died; init reaps it soon).
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] == "Z"
+
+    deadline = time.monotonic() + 10
+    while not all(gone(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [p for p in pids if not gone(p)]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert not left, f"controllers {left} outlived their SIGKILLed supervisor"

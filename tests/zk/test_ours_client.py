@@ -129,3 +129,28 @@ def test_watches_survive_a_reconnect_through_set_watches(
             assert events[0].type == EventType.NODE_DATA_CHANGED
 
     trio.run(main)
+
+
+def test_kraft_zk_get_keeps_null_and_binary_data(quorum: LocalQuorum) -> None:
+    """`kraft zk create /p` without data creates a null buffer, as zkCli does; `get` prints
+    "null" for it, and `--json` carries any data's exact bytes in base64."""
+    import base64
+
+    from kazoo.client import KazooClient
+
+    b = ["--bootstrap-server", quorum.connect_string]
+    path = f"/cli-null-{uuid.uuid4().hex[:8]}"
+    assert kraft("zk", "create", path, *b).returncode == 0
+    assert kraft("zk", "get", path, *b).stdout == "null\n"
+    assert json.loads(kraft("zk", "get", path, *b, "--json").stdout)["data"] is None
+    zk = KazooClient(hosts=quorum.connect_string)
+    zk.start(timeout=15)
+    try:
+        assert zk.get(path)[0] is None
+        zk.set(path, b"\xff\x00bin")
+    finally:
+        zk.stop()
+        zk.close()
+    got = json.loads(kraft("zk", "get", path, *b, "--json").stdout)
+    assert base64.b64decode(got["data_base64"]) == b"\xff\x00bin"
+    assert kraft("zk", "delete", path, *b).returncode == 0
