@@ -112,52 +112,26 @@ class ClientPort:
                 self.service.forwarder.withdraw(slot.seq)
 
     async def _read_loop(self, conn: ClientConnection, framer: ServerFramer) -> None:
-        stream = conn.stream
-        handshake_done = False
-        with trio.move_on_after(HANDSHAKE_TIMEOUT_S) as handshake_scope:
-            while not handshake_done:
-                try:
-                    event = framer.next_event()
-                except (FrameTooLarge, JuteError) as exc:
-                    log.warning("closing client %s: bad handshake: %s", conn.address, exc)
-                    return
-                if event is None:
-                    data = await stream.receive_some(65536)
-                    if not data:
-                        return
-                    framer.feed(bytes(data))
-                    continue
-                if isinstance(event, FourLetterWord):
-                    reply = four_letter_reply(self.service, event.word.decode("ascii"))
-                    conn.push(reply.encode())
-                    return
-                assert isinstance(event, ConnectEvent)
-                if not await self._handshake(conn, event.request):
-                    return
-                handshake_done = True
-        if handshake_scope.cancelled_caught:
-            return
+        with trio.move_on_after(HANDSHAKE_TIMEOUT_S):
+            event = await self._next_event(conn, framer)
+            if isinstance(event, FourLetterWord):
+                conn.push(four_letter_reply(self.service, event.word.decode("ascii")).encode())
+                return
+            if event is None:
+                return
+            assert isinstance(event, ConnectEvent)  # the framer's first event otherwise
+            if not await self._handshake(conn, event.request):
+                return
+        if not conn.session_id:
+            return  # the handshake timed out
         limit = self.limit
-        max_outstanding = self.settings.max_outstanding
         while not conn.closing:
             if limit.full:
                 await limit.wait_for_room()
                 continue
-            try:
-                event = framer.next_event()
-            except (FrameTooLarge, JuteError) as exc:
-                log.warning("closing client %s: %s", conn.address, exc)
-                return
+            event = await self._next_event(conn, framer)
             if event is None:
-                while len(conn.queue) >= max_outstanding and not conn.closing:
-                    conn.room = trio.Event()
-                    await conn.room.wait()
-                await conn.wait_for_reader(MAX_REPLY_BACKLOG_BYTES)
-                data = await stream.receive_some(65536)
-                if not data:
-                    return
-                framer.feed(bytes(data))
-                continue
+                return
             if not isinstance(event, RequestEvent):
                 log.warning("closing client %s: unexpected %s", conn.address, event)
                 return
@@ -166,6 +140,29 @@ class ClientPort:
             self.service.touch(conn.session_id)
             if not self._handle_request(conn, event):
                 return
+
+    async def _next_event(
+        self, conn: ClientConnection, framer: ServerFramer
+    ) -> FourLetterWord | ConnectEvent | RequestEvent | None:
+        """The client's next event, reading more when needed (but not while the connection
+        has `max_outstanding` requests queued or a reply backlog its client does not read);
+        None when the client closed or sent a frame that cannot be parsed."""
+        while True:
+            try:
+                event = framer.next_event()
+            except (FrameTooLarge, JuteError) as exc:
+                log.warning("closing client %s: %s", conn.address, exc)
+                return None
+            if event is not None:
+                return event
+            while len(conn.queue) >= self.settings.max_outstanding and not conn.closing:
+                conn.room = trio.Event()
+                await conn.room.wait()
+            await conn.wait_for_reader(MAX_REPLY_BACKLOG_BYTES)
+            data = await conn.stream.receive_some(65536)
+            if not data:
+                return None
+            framer.feed(bytes(data))
 
     # ------------------------------------------------------------------ handshake
 
