@@ -11,38 +11,38 @@ Message ordering rules the core relies on:
   leader because the leader counts its own log toward commit only after `advance()`.
 - The protocol follows the Raft paper and thesis (pre-vote, check-quorum, leader lease,
   leadership transfer); see docs/raft.md.
+
+Layout (etcd-io/raft's shape): this module holds the node's state, its public API and the
+handling every role shares (term checks, vote requests, `Ready`). What differs per role is
+in a step function and a tick function that each transition installs (`_step`, `_tick`):
+`controller.raft.follower` (followers and observers), `controller.raft.election`
+(pre-candidates, candidates, the election timer) and `controller.raft.leader` (replication,
+commit, leadership transfer).
 """
 
 from __future__ import annotations
 
-import enum
 import random
-from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-import attrs
-
-from controller import limits
+from controller.raft import election, follower, leader
+from controller.raft.config import InitialState, RaftConfig
 from controller.raft.log import RaftLog
 from controller.raft.messages import (
     AppendRequest,
     AppendResponse,
     CommitNotice,
     HeartbeatRequest,
-    HeartbeatResponse,
     Message,
     SnapshotRequest,
-    SnapshotResponse,
-    TimeoutNow,
     VoteRequest,
     VoteResponse,
 )
+from controller.raft.progress import PeerState, PeerStatus, Progress
 from controller.raft.ready import Ready, SoftState
+from controller.raft.roles import FOLLOWER, LEADER, OBSERVER, Role
 from controller.raft.types import (
-    ZXID_COUNTER_BITS,
-    ZXID_COUNTER_MAX,
     Entry,
-    EntryKind,
     HardState,
     LogIndex,
     NodeId,
@@ -50,87 +50,22 @@ from controller.raft.types import (
     SnapshotMeta,
     Term,
     Zxid,
-    make_zxid,
 )
 
+__all__ = [
+    "InitialState",
+    "NotLeader",
+    "PeerState",
+    "PeerStatus",
+    "ProposalsBlocked",
+    "RaftConfig",
+    "RaftCore",
+    "Role",
+]
 
-class Role(enum.StrEnum):
-    """What this node currently does in the protocol."""
-
-    FOLLOWER = "follower"
-    PRE_CANDIDATE = "pre_candidate"
-    CANDIDATE = "candidate"
-    LEADER = "leader"
-    OBSERVER = "observer"
-
-
-class PeerState(enum.StrEnum):
-    """How the leader replicates to one peer (etcd's Progress states)."""
-
-    PROBE = "probe"  # one append at a time until we find where the logs match
-    REPLICATE = "replicate"  # optimistic pipelining, bounded by max_inflight_appends
-    SNAPSHOT = "snapshot"  # streaming a snapshot, one chunk in flight
-
-
-# Module-level aliases: enum member lookups through the class are slow on hot paths.
-_FOLLOWER, _PRE_CANDIDATE, _CANDIDATE, _LEADER, _OBSERVER = (
-    Role.FOLLOWER,
-    Role.PRE_CANDIDATE,
-    Role.CANDIDATE,
-    Role.LEADER,
-    Role.OBSERVER,
-)
-_PROBE, _REPLICATE, _SNAPSHOT = PeerState.PROBE, PeerState.REPLICATE, PeerState.SNAPSHOT
-
-
-@attrs.frozen
-class RaftConfig:
-    """Static configuration of one Raft member. Times are in ticks."""
-
-    node_id: NodeId
-    voters: tuple[NodeId, ...]
-    observers: tuple[NodeId, ...] = ()
-    election_ticks: int = limits.ELECTION_TICKS
-    heartbeat_ticks: int = limits.HEARTBEAT_TICKS
-    pre_vote: bool = True
-    check_quorum: bool = True
-    max_inflight_appends: int = limits.MAX_INFLIGHT_APPENDS
-    max_append_bytes: int = limits.MAX_APPEND_BYTES
-    max_append_entries: int = limits.MAX_APPEND_ENTRIES
-    max_uncommitted_entries: int = limits.MAX_UNCOMMITTED_ENTRIES
-    snapshot_chunk_bytes: int = limits.SNAPSHOT_CHUNK_BYTES
-
-    def __attrs_post_init__(self) -> None:
-        assert self.voters, "at least one voter"
-        assert len(set(self.voters)) == len(self.voters), self.voters
-        assert not set(self.voters) & set(self.observers), (self.voters, self.observers)
-        assert self.heartbeat_ticks >= 1
-        assert self.election_ticks > self.heartbeat_ticks
-        assert self.max_inflight_appends >= 1
-        assert self.max_append_entries >= 1
-        assert self.max_uncommitted_entries >= 1
-        assert self.snapshot_chunk_bytes >= 1
-
-
-@attrs.frozen
-class InitialState:
-    """What storage recovered: empty for a brand-new node."""
-
-    hard_state: HardState = attrs.field(factory=HardState)
-    snapshot: Snapshot | None = None
-    entries: tuple[Entry, ...] = ()
-
-
-@attrs.frozen
-class PeerStatus:
-    """The leader's view of one peer, for `kraft quorum status`."""
-
-    match_index: LogIndex
-    next_index: LogIndex
-    state: str
-    inflight: int
-    last_contact_ticks: int
-    is_voter: bool
+# The role-specific halves of `step()` and `tick()`, swapped on every role change.
+StepFn = Callable[["RaftCore", Message], None]
+TickFn = Callable[["RaftCore"], None]
 
 
 class NotLeader(Exception):
@@ -143,43 +78,6 @@ class NotLeader(Exception):
 
 class ProposalsBlocked(Exception):
     """The leader cannot take proposals now (transferring, or too much uncommitted work)."""
-
-
-class _Progress:
-    """Leader-side replication state of one peer."""
-
-    __slots__ = (
-        "commit_sent",
-        "inflight",
-        "is_voter",
-        "last_contact",
-        "match",
-        "match_at_heartbeat",
-        "next",
-        "paused",
-        "recent_active",
-        "snap_meta",
-        "snap_offset",
-        "stale_heartbeats",
-        "state",
-    )
-
-    def __init__(self, next_index: LogIndex, is_voter: bool) -> None:
-        self.match: LogIndex = 0
-        self.next: LogIndex = next_index
-        self.state = _PROBE
-        # Last index carried by each unacknowledged pipelined append, oldest first.
-        self.inflight: deque[LogIndex] = deque()
-        self.paused = False  # probe/snapshot: a message is out, wait for an answer
-        self.recent_active = True
-        self.last_contact = 0
-        self.stale_heartbeats = 0
-        self.match_at_heartbeat: LogIndex = 0
-        # The highest commit index any message sent to this peer let it adopt.
-        self.commit_sent: LogIndex = 0
-        self.snap_meta: SnapshotMeta | None = None
-        self.snap_offset = 0
-        self.is_voter = is_voter
 
 
 class RaftCore:
@@ -209,14 +107,17 @@ class RaftCore:
         self.commit_index: LogIndex = self._log.snap_index
         self.applied_index: LogIndex = self._log.snap_index
 
-        self._role = _FOLLOWER if self._is_voter else _OBSERVER
+        self._role = FOLLOWER if self._is_voter else OBSERVER
+        self._step: StepFn = follower.step_follower
+        self._tick: TickFn = election.tick_follower if self._is_voter else election.tick_observer
         self._leader_id: NodeId | None = None
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
         self._randomized_timeout = 0
         self._failed_elections = 0
         self._votes: dict[NodeId, bool] = {}
-        self._progress: dict[NodeId, _Progress] = {}
+        # Leader-only state, reset on every step-down (`_reset`): empty in the other roles.
+        self._progress: dict[NodeId, Progress] = {}
         self._term_start_index: LogIndex = 0  # index of this leader's no-op
         self._transfer_target: NodeId | None = None
         self._transfer_elapsed = 0
@@ -280,7 +181,7 @@ class RaftCore:
 
     @property
     def is_leader(self) -> bool:
-        return self._role is _LEADER
+        return self._role is LEADER
 
     @property
     def transferring(self) -> bool:
@@ -307,7 +208,7 @@ class RaftCore:
         return SnapshotMeta(index, term, zxid, self._voters, self._observers)
 
     def progress(self) -> dict[NodeId, PeerStatus]:
-        if self._role is not _LEADER:
+        if self._role is not LEADER:
             return {}
         return {
             peer: PeerStatus(
@@ -325,7 +226,7 @@ class RaftCore:
         controller then costs no CPU); the ticks must still all be delivered, in order with
         the other inputs, before the due one."""
         cfg = self.config
-        if self._role is _LEADER:
+        if self._role is LEADER:
             due = min(
                 cfg.heartbeat_ticks - self._heartbeat_elapsed,
                 cfg.election_ticks - self._election_elapsed,
@@ -339,7 +240,7 @@ class RaftCore:
         return max(1, due)
 
     def proposal_room(self) -> int:
-        if self._role is not _LEADER or self._transfer_target is not None:
+        if self._role is not LEADER or self._transfer_target is not None:
             return 0
         uncommitted = self._log.last_index - self.commit_index
         return max(0, self.config.max_uncommitted_entries - uncommitted)
@@ -348,20 +249,17 @@ class RaftCore:
 
     def tick(self) -> None:
         """Advance logical time by one tick."""
-        if self._role is _LEADER:
-            self._tick_leader()
-        else:
-            self._tick_election()
+        self._tick(self)
 
     def campaign(self) -> None:
         """Start an election now (skipping pre-vote), if this node may vote."""
-        if self._is_voter and self._role is not _LEADER:
-            self._become_candidate(transfer=False)
+        if self._is_voter and self._role is not LEADER:
+            election.become_candidate(self, transfer=False)
 
     def propose(self, commands: Sequence[bytes]) -> tuple[LogIndex, Zxid]:
         """Append one COMMAND entry per item; returns (index, zxid) of the last one."""
         assert commands, "empty proposal"
-        if self._role is not _LEADER:
+        if self._role is not LEADER:
             raise NotLeader(self._leader_id)
         if self._transfer_target is not None:
             raise ProposalsBlocked("leadership transfer in progress")
@@ -369,43 +267,28 @@ class RaftCore:
             raise ProposalsBlocked(
                 f"too many uncommitted entries ({self._log.last_index - self.commit_index})"
             )
-        index = self._log.last_index
-        counter = index + len(commands) - self._term_start_index
-        if counter > ZXID_COUNTER_MAX:
-            # ZooKeeper semantics: the epoch must change before the counter wraps.
+        appended = leader.append_commands(self, commands)
+        if appended is None:
+            # ZooKeeper semantics: the epoch must change before the zxid counter wraps.
             self._become_follower(self._term, None)
             raise NotLeader(None)
-        term = self._term
-        start = self._term_start_index
-        assert index + 1 - start > 0 and counter <= ZXID_COUNTER_MAX
-        base = (term << ZXID_COUNTER_BITS) - start  # zxid = base + index (make_zxid inlined)
-        kind = EntryKind.COMMAND
-        new = [
-            Entry(term, index + i, base + index + i, kind, data)
-            for i, data in enumerate(commands, 1)
-        ]
-        self._log.append(new)
-        self._need_broadcast = True
-        last = new[-1]
-        return last.index, last.zxid
+        return appended
 
     def transfer_leadership(self, target: NodeId | None = None) -> None:
-        """Hand leadership to `target` (or the most caught-up voter) and stop proposals."""
-        if self._role is not _LEADER:
+        """Hand leadership to `target` (by default the most caught-up voter among those
+        still answering; see `leader.transfer_target`) and stop proposals meanwhile.
+
+        The transfer aborts, and proposals resume, if the target has not taken over within
+        an election timeout."""
+        if self._role is not LEADER:
             raise NotLeader(self._leader_id)
-        candidates = [v for v in self._voters if v != self._id]
-        if not candidates:
-            return
+        others = [v for v in self._voters if v != self._id]
+        if not others:
+            return  # the only voter: no one to hand over to
         if target is None:
-            target = max(candidates, key=lambda v: (self._progress[v].match, -v))
-        assert target in candidates, target
-        self._transfer_target = target
-        self._transfer_elapsed = 0
-        pr = self._progress[target]
-        if pr.match == self._log.last_index:
-            self._send(TimeoutNow(self._term, self._id, target))
-        else:
-            self._send_append(target)
+            target = leader.transfer_target(self, others)
+        assert target in others, target
+        leader.start_transfer(self, target)
 
     def compact(self, snapshot: Snapshot) -> None:
         """The state machine was snapshotted durably at `snapshot.meta.index`."""
@@ -417,7 +300,12 @@ class RaftCore:
         self._snapshot = snapshot
 
     def step(self, msg: Message) -> None:
-        """Handle one message addressed to this node."""
+        """Handle one message addressed to this node.
+
+        The part every role shares is here: a message of a newer term first makes this node
+        a follower of that term (except where the leader lease or pre-vote say not to), a
+        message of an older term is answered with ours, and vote requests are answered the
+        same way in every role. Everything else goes to the current role's step function."""
         assert not self._ready_out, "step() between ready() and advance()"
         assert msg.dst == self._id, (msg.dst, self._id)
         if msg.src == self._id:
@@ -441,30 +329,16 @@ class RaftCore:
         elif msg.term < self._term:
             self._step_stale(msg)
             return
-        self._touch(msg.src)
-        if isinstance(msg, AppendRequest):
-            self._handle_append(msg)
-        elif isinstance(msg, AppendResponse):
-            self._handle_append_response(msg)
-        elif isinstance(msg, HeartbeatRequest):
-            self._handle_heartbeat(msg)
-        elif isinstance(msg, HeartbeatResponse):
-            self._handle_heartbeat_response(msg)
-        elif isinstance(msg, VoteRequest):
+        # Any message of this term shows its sender is alive (check-quorum). Only a leader
+        # keeps progress records, so this does nothing in the other roles.
+        pr = self._progress.get(msg.src)
+        if pr is not None:
+            pr.recent_active = True
+            pr.last_contact = 0
+        if isinstance(msg, VoteRequest):
             self._handle_vote_request(msg)
-        elif isinstance(msg, VoteResponse):
-            self._handle_vote_response(msg)
-        elif isinstance(msg, SnapshotRequest):
-            self._handle_snapshot(msg)
-        elif isinstance(msg, SnapshotResponse):
-            self._handle_snapshot_response(msg)
-        elif isinstance(msg, CommitNotice):
-            self._follow(msg.src)
-            if msg.commit > self.commit_index:
-                self.commit_index = min(msg.commit, self._log.last_index)
         else:
-            assert isinstance(msg, TimeoutNow), msg
-            self._handle_timeout_now(msg)
+            self._step(self, msg)
 
     # ------------------------------------------------------------------ outputs
 
@@ -483,11 +357,11 @@ class RaftCore:
 
     def ready(self) -> Ready:
         assert not self._ready_out, "ready() twice without advance()"
-        if self._role is _LEADER:
+        if self._role is LEADER:
             if self._need_broadcast:
-                self._broadcast_append()
+                leader.broadcast_append(self)
             if self._commit_dirty:
-                self._notify_commit()
+                leader.notify_commit(self)
         self._need_broadcast = False
         self._commit_dirty = False
         log = self._log
@@ -548,8 +422,8 @@ class RaftCore:
             self.applied_index = rd.committed[-1].index
         if rd.soft_state is not None:
             self._last_soft = rd.soft_state
-        if self._role is _LEADER and rd.entries:
-            self._maybe_commit()
+        if self._role is LEADER and rd.entries:
+            leader.maybe_commit(self)  # our own copy is durable now: it may count
 
     # ------------------------------------------------------------------ helpers
 
@@ -572,15 +446,9 @@ class RaftCore:
     def _in_lease(self) -> bool:
         if not self.config.check_quorum:
             return False
-        if self._role is _LEADER:
+        if self._role is LEADER:
             return True
         return self._leader_id is not None and self._election_elapsed < self.config.election_ticks
-
-    def _touch(self, src: NodeId) -> None:
-        pr = self._progress.get(src) if self._role is _LEADER else None
-        if pr is not None:
-            pr.recent_active = True
-            pr.last_contact = 0
 
     def _reset_randomized_timeout(self) -> None:
         et = self.config.election_ticks
@@ -603,230 +471,29 @@ class RaftCore:
         self._reset_randomized_timeout()
 
     def _become_follower(
-        self, term: Term, leader: NodeId | None, *, keep_timer: bool = False
+        self, term: Term, leader_id: NodeId | None, *, keep_timer: bool = False
     ) -> None:
-        """Follow `leader` (None: not known yet) in `term`.
+        """Follow `leader_id` (None: not known yet) in `term`.
 
         `keep_timer`: a higher term learned from a candidate or a response, not from a
         leader. The Raft paper (Figure 2) restarts the election timer only on hearing from
         the current leader or on granting a vote; restarting it here would let a node that
         can never win (its log is behind) hold off, forever, the nodes that could."""
         assert term >= self._term, (term, self._term)
-        if self._role is _LEADER:
+        if self._role is LEADER:
             keep_timer = False  # its elapsed counted check-quorum rounds, not silence
         self._reset(term, keep_timer=keep_timer)
-        self._role = _FOLLOWER if self._is_voter else _OBSERVER
-        self._leader_id = leader
-        if leader is not None:
+        if self._is_voter:
+            self._role, self._tick = FOLLOWER, election.tick_follower
+        else:
+            self._role, self._tick = OBSERVER, election.tick_observer
+        self._step = follower.step_follower  # observers follow the same way
+        self._leader_id = leader_id
+        if leader_id is not None:
             self._failed_elections = 0
             self._reset_randomized_timeout()
 
-    def _become_pre_candidate(self) -> None:
-        assert self._is_voter and self._role is not _LEADER
-        # Pre-vote does not touch term or vote: a partitioned node cannot inflate terms.
-        self._role = _PRE_CANDIDATE
-        self._leader_id = None
-        self._votes = {self._id: True}
-        self._election_elapsed = 0
-        self._reset_randomized_timeout()
-        if self._won(self._votes):
-            self._become_candidate(transfer=False)
-            return
-        for v in self._voters:
-            if v != self._id:
-                self._send(
-                    VoteRequest(
-                        self._term + 1,
-                        self._id,
-                        v,
-                        self._log.last_index,
-                        self._log.last_term,
-                        pre_vote=True,
-                    )
-                )
-
-    def _become_candidate(self, *, transfer: bool) -> None:
-        assert self._is_voter and self._role is not _LEADER
-        self._elections_started += 1
-        self._reset(self._term + 1)
-        self._role = _CANDIDATE
-        self._voted_for = self._id
-        self._votes = {self._id: True}
-        if self._won(self._votes):
-            self._become_leader()
-            return
-        for v in self._voters:
-            if v != self._id:
-                self._send(
-                    VoteRequest(
-                        self._term,
-                        self._id,
-                        v,
-                        self._log.last_index,
-                        self._log.last_term,
-                        transfer=transfer,
-                    )
-                )
-
-    def _become_leader(self) -> None:
-        assert self._role is _CANDIDATE, self._role
-        self._role = _LEADER
-        self._leader_id = self._id
-        self._failed_elections = 0
-        self._heartbeat_elapsed = 0
-        self._election_elapsed = 0
-        nxt = self._log.last_index + 1
-        self._progress = {
-            p: _Progress(nxt, p in self._voters) for p in self._voters + self._observers
-        }
-        me = self._progress[self._id]
-        me.match, me.next = self._log.persisted_index, nxt
-        self._term_start_index = nxt
-        noop = Entry(self._term, nxt, make_zxid(self._term, 0), EntryKind.NOOP, b"")
-        self._log.append([noop])
-        self._need_broadcast = True
-
-    def _won(self, votes: dict[NodeId, bool]) -> bool:
-        return sum(1 for v in self._voters if votes.get(v)) >= self._quorum
-
-    def _lost(self, votes: dict[NodeId, bool]) -> bool:
-        return sum(1 for v in self._voters if votes.get(v) is False) >= self._quorum
-
-    # ------------------------------------------------------------------ ticks
-
-    def _tick_election(self) -> None:
-        self._election_elapsed += 1
-        if not self._is_voter:
-            return
-        if self._election_elapsed >= self._randomized_timeout:
-            if self._role in (_PRE_CANDIDATE, _CANDIDATE):
-                self._failed_elections += 1
-            self._election_elapsed = 0
-            if self.config.pre_vote:
-                self._become_pre_candidate()
-            else:
-                self._become_candidate(transfer=False)
-
-    def _tick_leader(self) -> None:
-        self._heartbeat_elapsed += 1
-        self._election_elapsed += 1
-        for pr in self._progress.values():
-            pr.last_contact += 1
-        if self._transfer_target is not None:
-            self._transfer_elapsed += 1
-            if self._transfer_elapsed >= self.config.election_ticks:
-                self._transfer_target = None  # abort: the target did not take over in time
-        if self._election_elapsed >= self.config.election_ticks:
-            self._election_elapsed = 0
-            if self.config.check_quorum:
-                active = {p for p, pr in self._progress.items() if pr.recent_active}
-                active.add(self._id)
-                if sum(1 for v in self._voters if v in active) < self._quorum:
-                    self._become_follower(self._term, None)
-                    return
-            for p, pr in self._progress.items():
-                pr.recent_active = p == self._id
-        if self._heartbeat_elapsed >= self.config.heartbeat_ticks:
-            self._heartbeat_elapsed = 0
-            for p in self._peers():
-                self._send_heartbeat(p)
-
-    # ------------------------------------------------------------------ leader sending
-
-    def _broadcast_append(self) -> None:
-        for p in self._peers():
-            self._send_append(p)
-
-    def _notify_commit(self) -> None:
-        # Followers apply (and answer their clients) only once they learn the commit index.
-        # Tell each one as soon as it may learn more: when the commit moves, and when a
-        # slower follower's ack arrives after the commit already passed its old match.
-        # Appends sent in this Ready already carry the commit, so this runs after them.
-        commit = self.commit_index
-        for p in self._peers():
-            pr = self._progress[p]
-            known = min(pr.match, commit)
-            if known > pr.commit_sent:
-                pr.commit_sent = known
-                self._send(CommitNotice(self._term, self._id, p, known), early=True)
-
-    def _send_heartbeat(self, p: NodeId) -> None:
-        pr = self._progress[p]
-        # Clamped to what the peer is known to hold: beyond its match index its log may
-        # still contain entries of an older term that the leader never sent.
-        commit = min(pr.match, self.commit_index)
-        pr.commit_sent = max(pr.commit_sent, commit)
-        self._send(HeartbeatRequest(self._term, self._id, p, commit), early=True)
-
-    def _send_append(self, p: NodeId) -> None:
-        """Send what `p` needs next, respecting its state and the in-flight bound."""
-        pr = self._progress[p]
-        log = self._log
-        cfg = self.config
-        while True:
-            if pr.state is _SNAPSHOT or pr.paused:
-                return
-            if pr.state is _REPLICATE and (
-                len(pr.inflight) >= cfg.max_inflight_appends or pr.next > log.last_index
-            ):
-                return
-            prev_index = pr.next - 1
-            prev_term = log.term_at(prev_index)
-            if prev_term is None:
-                self._start_snapshot(p, pr)
-                return
-            hi = min(log.last_index, prev_index + cfg.max_append_entries)
-            batch = log.slice(pr.next, hi, cfg.max_append_bytes) if hi >= pr.next else []
-            self._send(
-                AppendRequest(
-                    self._term, self._id, p, prev_index, prev_term, tuple(batch), self.commit_index
-                ),
-                early=True,
-            )
-            # The follower adopts the commit up to the last index this append proves.
-            pr.commit_sent = max(pr.commit_sent, min(self.commit_index, prev_index + len(batch)))
-            if pr.state is _PROBE:
-                pr.paused = True
-                return
-            last = batch[-1].index
-            pr.next = last + 1
-            pr.inflight.append(last)
-
-    def _start_snapshot(self, p: NodeId, pr: _Progress) -> None:
-        snap = self._snapshot
-        assert snap is not None and snap.meta.index == self._log.snap_index, "no snapshot to send"
-        pr.state = _SNAPSHOT
-        pr.inflight.clear()
-        pr.snap_meta = snap.meta
-        pr.snap_offset = 0
-        self._send_snapshot_chunk(p, pr)
-
-    def _send_snapshot_chunk(self, p: NodeId, pr: _Progress) -> None:
-        snap = self._snapshot
-        assert snap is not None
-        if pr.snap_meta != snap.meta:
-            pr.snap_meta, pr.snap_offset = snap.meta, 0  # we compacted again: restart
-        size = self.config.snapshot_chunk_bytes
-        chunk = snap.data[pr.snap_offset : pr.snap_offset + size]
-        done = pr.snap_offset + len(chunk) >= len(snap.data)
-        self._send(
-            SnapshotRequest(self._term, self._id, p, snap.meta, pr.snap_offset, chunk, done),
-            early=True,
-        )
-        pr.paused = True
-
-    def _maybe_commit(self) -> None:
-        assert self._role is _LEADER
-        me = self._progress[self._id]
-        me.match = self._log.persisted_index
-        matches = sorted((self._progress[v].match for v in self._voters), reverse=True)
-        candidate = matches[self._quorum - 1]
-        # Raft §5.4.2: only entries of the current term commit by counting replicas.
-        if candidate > self.commit_index and self._log.term_at(candidate) == self._term:
-            self.commit_index = candidate
-            self._commit_dirty = True
-
-    # ------------------------------------------------------------------ handlers
+    # ------------------------------------------------------------------ shared handlers
 
     def _step_stale(self, msg: Message) -> None:
         if isinstance(msg, AppendRequest | HeartbeatRequest | SnapshotRequest):
@@ -849,9 +516,10 @@ class RaftCore:
             self._send(VoteResponse(term, self._id, msg.src, grant, pre_vote=True))
             return
         assert msg.term == self._term
+        # (A leader has voted for itself in its term: the role test only says so plainly.)
         grant = (
             self._is_voter
-            and self._role is not _LEADER
+            and self._role is not LEADER
             and self._voted_for in (None, msg.src)
             and up_to_date
         )
@@ -859,229 +527,3 @@ class RaftCore:
             self._voted_for = msg.src
             self._election_elapsed = 0
         self._send(VoteResponse(self._term, self._id, msg.src, grant))
-
-    def _handle_vote_response(self, msg: VoteResponse) -> None:
-        if msg.pre_vote:
-            if self._role is not _PRE_CANDIDATE:
-                return
-            self._votes[msg.src] = msg.granted
-            if self._won(self._votes):
-                self._become_candidate(transfer=False)
-            elif self._lost(self._votes):
-                self._failed_elections += 1
-                self._become_follower(self._term, None)
-            return
-        if self._role is not _CANDIDATE:
-            return
-        self._votes[msg.src] = msg.granted
-        if self._won(self._votes):
-            self._become_leader()
-        elif self._lost(self._votes):
-            self._failed_elections += 1
-            self._become_follower(self._term, None)
-
-    def _follow(self, src: NodeId) -> None:
-        """A message from this term's leader: adopt it and reset the election timer."""
-        assert self._role is not _LEADER, f"two leaders in term {self._term}"
-        if self._role in (_CANDIDATE, _PRE_CANDIDATE):
-            self._become_follower(self._term, src)
-        if self._leader_id != src:
-            self._leader_id = src
-            self._failed_elections = 0
-        self._election_elapsed = 0
-
-    def _handle_append(self, msg: AppendRequest) -> None:
-        self._follow(msg.src)
-        log = self._log
-        prev_index, entries = msg.prev_index, msg.entries
-        if prev_index < self.commit_index:
-            # Everything up to our commit index already matches the leader; skip it (this also
-            # covers a prefix we compacted away).
-            skip = self.commit_index - prev_index
-            entries = entries[skip:]
-            prev_index = self.commit_index
-        elif log.term_at(prev_index) != msg.prev_term:
-            hint = min(prev_index, log.last_index)
-            while hint > self.commit_index:
-                t = log.term_at(hint)
-                if t is not None and t <= msg.prev_term:
-                    break
-                hint -= 1
-            hint_term = log.term_at(hint) or 0
-            # On rejection, match_index carries the rejected prev_index.
-            self._send(
-                AppendResponse(
-                    self._term, self._id, msg.src, False, msg.prev_index, hint, hint_term
-                )
-            )
-            return
-        if entries:
-            first_new = len(entries)
-            for i, e in enumerate(entries):
-                t = log.term_at(e.index)
-                if t is None:
-                    first_new = i
-                    break
-                if t != e.term:
-                    assert e.index > self.commit_index, ("conflict in committed entry", e.index)
-                    log.truncate_after(e.index - 1)
-                    first_new = i
-                    break
-            if first_new < len(entries):
-                log.append(entries[first_new:])
-        last_new = prev_index + len(entries)
-        if msg.commit > self.commit_index:
-            self.commit_index = max(self.commit_index, min(msg.commit, last_new))
-        self._send(AppendResponse(self._term, self._id, msg.src, True, last_new))
-
-    def _handle_heartbeat(self, msg: HeartbeatRequest) -> None:
-        self._follow(msg.src)
-        if msg.commit > self.commit_index:
-            self.commit_index = min(msg.commit, self._log.last_index)
-        self._send(HeartbeatResponse(self._term, self._id, msg.src, self._log.last_index))
-
-    def _handle_append_response(self, msg: AppendResponse) -> None:
-        if self._role is not _LEADER:
-            return
-        pr = self._progress.get(msg.src)
-        if pr is None:
-            return
-        if msg.success:
-            if msg.match_index > pr.match:
-                pr.match = msg.match_index
-                pr.stale_heartbeats = 0
-                while pr.inflight and pr.inflight[0] <= pr.match:
-                    pr.inflight.popleft()
-                if pr.state is _PROBE:
-                    pr.state = _REPLICATE
-                    pr.paused = False
-                    pr.next = pr.match + 1
-                    pr.inflight.clear()
-                elif pr.state is _SNAPSHOT:
-                    return
-                pr.next = max(pr.next, pr.match + 1)
-                self._commit_dirty = True  # this peer may now learn more of the commit
-                if pr.is_voter:
-                    self._maybe_commit()
-                if (
-                    msg.src == self._transfer_target
-                    and pr.match == self._log.last_index
-                    and self._role is _LEADER
-                ):
-                    self._send(TimeoutNow(self._term, self._id, msg.src))
-            elif pr.state is _PROBE:
-                pr.paused = False
-            self._send_append(msg.src)
-            return
-        rejected = msg.match_index
-        if pr.state is _SNAPSHOT:
-            return
-        if pr.state is _REPLICATE and rejected <= pr.match:
-            return  # stale: refers to something already acknowledged
-        if pr.state is _PROBE and rejected != pr.next - 1:
-            return  # stale probe answer
-        j = min(msg.hint_index, self._log.last_index)
-        while j > self._log.snap_index:
-            t = self._log.term_at(j)
-            assert t is not None
-            if t <= msg.hint_term:
-                break
-            j -= 1
-        pr.state = _PROBE
-        pr.inflight.clear()
-        pr.paused = False
-        pr.next = max(pr.match + 1, min(j + 1, rejected))
-        self._send_append(msg.src)
-
-    def _handle_heartbeat_response(self, msg: HeartbeatResponse) -> None:
-        if self._role is not _LEADER:
-            return
-        pr = self._progress.get(msg.src)
-        if pr is None:
-            return
-        if pr.state is _SNAPSHOT:
-            self._send_snapshot_chunk(msg.src, pr)  # a chunk or its answer may be lost
-            return
-        if pr.state is _PROBE:
-            pr.paused = False
-        elif pr.inflight and pr.match == pr.match_at_heartbeat:
-            # In-flight appends made no progress for two heartbeats: they were probably
-            # lost (the connection broke); fall back to probing from the match point.
-            pr.stale_heartbeats += 1
-            if pr.stale_heartbeats >= 2:
-                pr.state = _PROBE
-                pr.inflight.clear()
-                pr.paused = False
-                pr.stale_heartbeats = 0
-                pr.next = pr.match + 1
-        else:
-            pr.stale_heartbeats = 0
-        pr.match_at_heartbeat = pr.match
-        if pr.match < self._log.last_index or pr.state is _PROBE:
-            self._send_append(msg.src)
-
-    def _handle_snapshot(self, msg: SnapshotRequest) -> None:
-        self._follow(msg.src)
-        meta = msg.meta
-        if self._incoming_meta != meta:
-            if msg.offset != 0:
-                self._send(
-                    SnapshotResponse(self._term, self._id, msg.src, meta.index, 0, False, False)
-                )
-                return
-            self._incoming_meta = meta
-            self._incoming_buf = bytearray()
-        if msg.offset == 0:
-            self._incoming_buf = bytearray(msg.chunk)  # (re)start
-        elif msg.offset == len(self._incoming_buf):
-            self._incoming_buf += msg.chunk
-        else:
-            msg = attrs.evolve(msg, done=False)  # out of order: ask for the right offset
-        if not msg.done:
-            self._send(
-                SnapshotResponse(
-                    self._term, self._id, msg.src, meta.index, len(self._incoming_buf), False
-                )
-            )
-            return
-        data = bytes(self._incoming_buf)
-        self._incoming_meta, self._incoming_buf = None, bytearray()
-        if meta.index <= self.commit_index:
-            pass  # we already have (and may have applied) everything it covers
-        elif self._log.term_at(meta.index) == meta.term:
-            self.commit_index = meta.index  # our log already contains it: keep the log
-        else:
-            self._log.reset_to_snapshot(meta)
-            self.commit_index = meta.index
-            self._pending_snapshot = Snapshot(meta, data)
-        index = max(meta.index, min(self.commit_index, self._log.last_index))
-        self._send(SnapshotResponse(self._term, self._id, msg.src, index, len(data), True))
-
-    def _handle_snapshot_response(self, msg: SnapshotResponse) -> None:
-        if self._role is not _LEADER:
-            return
-        pr = self._progress.get(msg.src)
-        if pr is None or pr.state is not _SNAPSHOT:
-            return
-        if msg.done and msg.success:
-            pr.match = max(pr.match, msg.index)
-            pr.next = pr.match + 1
-            pr.state = _PROBE
-            pr.paused = False
-            pr.snap_meta = None
-            pr.inflight.clear()
-            self._commit_dirty = True
-            if pr.is_voter:
-                self._maybe_commit()
-            self._send_append(msg.src)
-            return
-        if pr.snap_meta is None or msg.index != pr.snap_meta.index:
-            return
-        if msg.next_offset != pr.snap_offset or not msg.success:
-            pr.snap_offset = msg.next_offset if msg.success else 0
-            pr.paused = False
-            self._send_snapshot_chunk(msg.src, pr)
-
-    def _handle_timeout_now(self, msg: TimeoutNow) -> None:
-        if self._is_voter and self._role is not _LEADER:
-            self._become_candidate(transfer=True)

@@ -74,7 +74,8 @@ def test_leader_lease_ignores_disruptive_votes() -> None:
     )
 
 
-def test_leadership_transfer_to_most_caught_up_voter() -> None:
+def test_leadership_transfer_to_a_named_voter() -> None:
+    """The automatic choice of a target is tested in tests/raft/test_transfer.py."""
     c = Cluster()
     leader = c.elect(1)
     leader.propose([b"x"])
@@ -332,16 +333,16 @@ def test_figure_8_scenario_catches_the_unsafe_commit_rule(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The scenario above is able to fail: with Figure 8's bug, the nodes disagree."""
-    from controller.raft import core as core_module
+    from controller.raft import leader as leader_module
 
-    def unsafe_commit(self: RaftCore) -> None:
-        me = self._progress[self._id]
-        me.match = self._log.persisted_index
-        matches = sorted((self._progress[v].match for v in self._voters), reverse=True)
-        candidate = matches[self._quorum - 1]
-        if candidate > self.commit_index:
-            self.commit_index = candidate
-            self._commit_dirty = True
+    def unsafe_commit(core: RaftCore) -> None:
+        me = core._progress[core._id]
+        me.match = core._log.persisted_index
+        matches = sorted((core._progress[v].match for v in core._voters), reverse=True)
+        candidate = matches[core._quorum - 1]
+        if candidate > core.commit_index:
+            core.commit_index = candidate
+            core._commit_dirty = True
 
-    monkeypatch.setattr(core_module.RaftCore, "_maybe_commit", unsafe_commit)
+    monkeypatch.setattr(leader_module, "maybe_commit", unsafe_commit)
     assert not _agree(_figure_8())
