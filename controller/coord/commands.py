@@ -31,8 +31,7 @@ from cattrs.preconf.msgpack import make_converter
 
 from controller.coord.datatree import WatchEvent
 from controller.zk import records
-from controller.zk.protocol import REQUEST_RECORDS
-from controller.zk.records import MultiRequest
+from controller.zk.records import REQUEST_RECORDS, MultiRequest
 
 COORD_PREFIX = b"Z"  # distinguishes coordination entries from other payloads
 LOG_FORMAT = 2  # 1: raw jute requests stamped by the receiving controller (refused)

@@ -37,18 +37,17 @@ from controller.coord.datatree import (
 )
 from controller.raft.types import Entry, EntryKind
 from controller.zk.constants import Err, OpCode
-from controller.zk.records import ACL, ErrorResponse, Id, MultiRequest, MultiResponse
+from controller.zk.records import (
+    ACL,
+    MULTI_WRITE_OPS,
+    ErrorResponse,
+    Id,
+    MultiRequest,
+    MultiResponse,
+)
 
 SESSION_ID_BITS = 56
-MULTI_OPS = {
-    OpCode.CREATE,
-    OpCode.CREATE2,
-    OpCode.CREATE_CONTAINER,
-    OpCode.CREATE_TTL,
-    OpCode.DELETE,
-    OpCode.SET_DATA,
-    OpCode.CHECK,
-}
+MULTI_OPS = MULTI_WRITE_OPS
 WRITE_OPS = {
     *MULTI_OPS,
     OpCode.DELETE_CONTAINER,

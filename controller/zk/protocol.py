@@ -16,103 +16,21 @@ import attrs
 from controller.zk.constants import DEFAULT_MAX_BUFFER, FOUR_LETTER_WORDS, XID_NOTIFICATION
 from controller.zk.jute import JuteError, Reader, Writer
 from controller.zk.records import (
-    AddWatchRequest,
-    AuthPacket,
-    CheckVersionRequest,
+    BODYLESS_REQUESTS,
+    REQUEST_RECORDS,
+    RESPONSE_RECORDS,
     ConnectRequest,
     ConnectResponse,
-    Create2Response,
-    CreateRequest,
-    CreateResponse,
-    CreateTTLRequest,
-    DeleteRequest,
-    ErrorResponse,
-    ExistsRequest,
-    GetACLRequest,
-    GetACLResponse,
-    GetAllChildrenNumberRequest,
-    GetAllChildrenNumberResponse,
-    GetChildren2Request,
-    GetChildren2Response,
-    GetChildrenRequest,
-    GetChildrenResponse,
-    GetDataRequest,
-    GetDataResponse,
-    GetEphemeralsRequest,
-    GetEphemeralsResponse,
-    GetSASLRequest,
-    MultiRequest,
-    MultiResponse,
-    ReconfigRequest,
-    RemoveWatchesRequest,
     ReplyHeader,
-    SetACLRequest,
-    SetDataRequest,
-    SetWatches,
-    SetWatches2,
-    StatResponse,
-    SyncRequest,
-    SyncResponse,
     WatcherEvent,
-    WhoAmIResponse,
 )
 
 _INT = struct.Struct(">i")
 _REPLY_HEADER = struct.Struct(">iqi")
 _REQUEST_HEADER = struct.Struct(">ii")
 
-REQUEST_RECORDS: dict[int, Any] = {
-    1: CreateRequest,
-    15: CreateRequest,
-    19: CreateRequest,
-    21: CreateTTLRequest,
-    2: DeleteRequest,
-    20: DeleteRequest,
-    3: ExistsRequest,
-    4: GetDataRequest,
-    5: SetDataRequest,
-    6: GetACLRequest,
-    7: SetACLRequest,
-    8: GetChildrenRequest,
-    12: GetChildren2Request,
-    9: SyncRequest,
-    13: CheckVersionRequest,
-    14: MultiRequest,
-    22: MultiRequest,
-    100: AuthPacket,
-    101: SetWatches,
-    105: SetWatches2,
-    106: AddWatchRequest,
-    17: RemoveWatchesRequest,
-    18: RemoveWatchesRequest,
-    103: GetEphemeralsRequest,
-    104: GetAllChildrenNumberRequest,
-    16: ReconfigRequest,
-    102: GetSASLRequest,
-}
-BODYLESS_OPS = frozenset({11, -11, 107})
-
-RESPONSE_RECORDS: dict[int, Any] = {
-    1: CreateResponse,
-    15: Create2Response,
-    19: Create2Response,
-    21: Create2Response,
-    3: StatResponse,
-    5: StatResponse,
-    7: StatResponse,
-    13: StatResponse,
-    4: GetDataResponse,
-    6: GetACLResponse,
-    8: GetChildrenResponse,
-    12: GetChildren2Response,
-    9: SyncResponse,
-    14: MultiResponse,
-    22: MultiResponse,
-    103: GetEphemeralsResponse,
-    104: GetAllChildrenNumberResponse,
-    106: ErrorResponse,
-    107: WhoAmIResponse,
-}
+# The opcode tables live with the records (keyed by OpCode; plain ints find them too).
+BODYLESS_OPS = BODYLESS_REQUESTS
 
 
 class UnknownOpcode(Exception):

@@ -1,866 +1,624 @@
-"""Jute records of the ZooKeeper protocol (zookeeper.jute), field order as on the wire.
+"""Jute records of the ZooKeeper protocol (zookeeper.jute), declared field by field.
 
-Each record has `read(Reader)` and `write(Writer)`. Request paths are non-null strings; znode
-data keeps the difference between a null buffer (None, length -1) and an empty one (b""), as
-ZooKeeper does.
+Each record is an attrs class whose annotations give the jute type of every field in wire
+order; `@jute_record` (controller.zk.schema) generates its `read(Reader)` and
+`write(Writer)`. Request paths are non-null strings (`Path`); znode data keeps the
+difference between a null buffer (None, length -1) and an empty one (b""), as ZooKeeper
+does (`Buffer`). The tables at the end map each `OpCode` to its request and response
+records, for plain requests and for the operations of a multi.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import Any, Self
+from typing import Annotated, Any, Self, TypeAlias
 
 import attrs
 
+from controller.zk.constants import OpCode
 from controller.zk.jute import JuteError, Reader, Writer
+from controller.zk.schema import (
+    Bool,
+    Buffer,
+    Bytes,
+    Int32,
+    Int64,
+    JuteRecord,
+    OptString,
+    Path,
+    String,
+    Strings,
+    TrailingBool,
+    Vector,
+    jute_record,
+)
 
-_STAT = struct.Struct(">qqqqiiiqiiq")
+# ---------------------------------------------------------------------- data
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class Id:
+class Id(JuteRecord):
     """An ACL identity: scheme and id."""
 
-    scheme: str
-    id: str
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.ustring() or "", r.ustring() or "")
-
-    def write(self, w: Writer) -> None:
-        w.ustring(self.scheme)
-        w.ustring(self.id)
+    scheme: String
+    id: String
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class ACL:
+class ACL(JuteRecord):
     """Permissions for an identity."""
 
-    perms: int
+    perms: Int32
     id: Id
 
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.int(), Id.read(r))
 
-    def write(self, w: Writer) -> None:
-        w.int(self.perms)
-        self.id.write(w)
+ACLs: TypeAlias = Annotated[list[ACL], Vector(ACL)]
 
 
-def _read_acl(r: Reader) -> ACL:
-    return ACL.read(r)
-
-
-def _write_acl(w: Writer, acl: ACL) -> None:
-    acl.write(w)
-
-
-def _read_str(r: Reader) -> str:
-    return r.ustring() or ""
-
-
-def _write_str(w: Writer, s: str) -> None:
-    w.ustring(s)
-
-
+@jute_record
 @attrs.frozen(slots=True)
-class Stat:
-    """Node metadata; 68 bytes on the wire, pzxid last."""
+class Stat(JuteRecord):
+    """Node metadata; 68 bytes on the wire (one struct), pzxid last."""
 
-    czxid: int
-    mzxid: int
-    ctime: int
-    mtime: int
-    version: int
-    cversion: int
-    aversion: int
-    ephemeral_owner: int
-    data_length: int
-    num_children: int
-    pzxid: int
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        if r.remaining < _STAT.size:
-            raise JuteError("truncated Stat")
-        values = _STAT.unpack_from(r.data, r.pos)
-        r.pos += _STAT.size
-        return cls(*values)
-
-    def write(self, w: Writer) -> None:
-        w.raw(
-            _STAT.pack(
-                self.czxid,
-                self.mzxid,
-                self.ctime,
-                self.mtime,
-                self.version,
-                self.cversion,
-                self.aversion,
-                self.ephemeral_owner,
-                self.data_length,
-                self.num_children,
-                self.pzxid,
-            )
-        )
+    czxid: Int64
+    mzxid: Int64
+    ctime: Int64
+    mtime: Int64
+    version: Int32
+    cversion: Int32
+    aversion: Int32
+    ephemeral_owner: Int64
+    data_length: Int32
+    num_children: Int32
+    pzxid: Int64
 
 
+# ---------------------------------------------------------------------- session, headers
+
+
+@jute_record
 @attrs.frozen(slots=True)
-class ConnectRequest:
+class ConnectRequest(JuteRecord):
     """Handshake request (no RequestHeader); `read_only` is None in the 44-byte form."""
 
-    protocol_version: int
-    last_zxid_seen: int
-    timeout: int
-    session_id: int
-    passwd: bytes
-    read_only: bool | None = None
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        pv, last, timeout, sid = r.int(), r.long(), r.int(), r.long()
-        passwd = r.buffer() or b""
-        ro = r.bool() if r.remaining >= 1 else None
-        return cls(pv, last, timeout, sid, passwd, ro)
-
-    def write(self, w: Writer) -> None:
-        w.int(self.protocol_version)
-        w.long(self.last_zxid_seen)
-        w.int(self.timeout)
-        w.long(self.session_id)
-        w.buffer(self.passwd)
-        if self.read_only is not None:
-            w.bool(self.read_only)
+    protocol_version: Int32
+    last_zxid_seen: Int64
+    timeout: Int32
+    session_id: Int64
+    passwd: Bytes
+    read_only: TrailingBool = None
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class ConnectResponse:
+class ConnectResponse(JuteRecord):
     """Handshake reply; timeout 0 means the session is invalid or expired."""
 
-    protocol_version: int
-    timeout: int
-    session_id: int
-    passwd: bytes
-    read_only: bool | None = None
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        pv, timeout, sid = r.int(), r.int(), r.long()
-        passwd = r.buffer() or b""
-        ro = r.bool() if r.remaining >= 1 else None
-        return cls(pv, timeout, sid, passwd, ro)
-
-    def write(self, w: Writer) -> None:
-        w.int(self.protocol_version)
-        w.int(self.timeout)
-        w.long(self.session_id)
-        w.buffer(self.passwd)
-        if self.read_only is not None:
-            w.bool(self.read_only)
+    protocol_version: Int32
+    timeout: Int32
+    session_id: Int64
+    passwd: Bytes
+    read_only: TrailingBool = None
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class RequestHeader:
+class RequestHeader(JuteRecord):
     """xid and opcode of a request."""
 
-    xid: int
-    type: int
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.int(), r.int())
-
-    def write(self, w: Writer) -> None:
-        w.int(self.xid)
-        w.int(self.type)
+    xid: Int32
+    type: Int32
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class ReplyHeader:
+class ReplyHeader(JuteRecord):
     """xid, last zxid and error code of a reply."""
 
-    xid: int
-    zxid: int
-    err: int
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.int(), r.long(), r.int())
-
-    def write(self, w: Writer) -> None:
-        w.int(self.xid)
-        w.long(self.zxid)
-        w.int(self.err)
+    xid: Int32
+    zxid: Int64
+    err: Int32
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class CreateRequest:
+class MultiHeader(JuteRecord):
+    """Precedes every op (and the terminator) of a multi request or response."""
+
+    type: Int32
+    done: Bool
+    err: Int32
+
+
+# ---------------------------------------------------------------------- requests
+
+
+@jute_record
+@attrs.frozen(slots=True)
+class CreateRequest(JuteRecord):
     """create / create2 / createContainer."""
 
-    path: str
-    data: bytes | None
-    acl: list[ACL]
-    flags: int
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.path(), r.buffer(), r.vector(_read_acl) or [], r.int())
-
-    def write(self, w: Writer) -> None:
-        w.ustring(self.path)
-        w.buffer(self.data)
-        w.vector(self.acl, _write_acl)
-        w.int(self.flags)
+    path: Path
+    data: Buffer
+    acl: ACLs
+    flags: Int32
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class CreateTTLRequest:
+class CreateTTLRequest(JuteRecord):
     """createTTL."""
 
-    path: str
-    data: bytes | None
-    acl: list[ACL]
-    flags: int
-    ttl: int
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.path(), r.buffer(), r.vector(_read_acl) or [], r.int(), r.long())
-
-    def write(self, w: Writer) -> None:
-        w.ustring(self.path)
-        w.buffer(self.data)
-        w.vector(self.acl, _write_acl)
-        w.int(self.flags)
-        w.long(self.ttl)
+    path: Path
+    data: Buffer
+    acl: ACLs
+    flags: Int32
+    ttl: Int64
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class DeleteRequest:
+class DeleteRequest(JuteRecord):
     """delete / deleteContainer."""
 
-    path: str
-    version: int
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.path(), r.int())
-
-    def write(self, w: Writer) -> None:
-        w.ustring(self.path)
-        w.int(self.version)
+    path: Path
+    version: Int32
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class CheckVersionRequest:
+class CheckVersionRequest(JuteRecord):
     """check."""
 
-    path: str
-    version: int
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.path(), r.int())
-
-    def write(self, w: Writer) -> None:
-        w.ustring(self.path)
-        w.int(self.version)
+    path: Path
+    version: Int32
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class ExistsRequest:
+class ExistsRequest(JuteRecord):
     """exists."""
 
-    path: str
-    watch: bool
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.path(), r.bool())
-
-    def write(self, w: Writer) -> None:
-        w.ustring(self.path)
-        w.bool(self.watch)
+    path: Path
+    watch: Bool
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class GetDataRequest:
+class GetDataRequest(JuteRecord):
     """getData."""
 
-    path: str
-    watch: bool
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.path(), r.bool())
-
-    def write(self, w: Writer) -> None:
-        w.ustring(self.path)
-        w.bool(self.watch)
+    path: Path
+    watch: Bool
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class GetChildrenRequest:
+class GetChildrenRequest(JuteRecord):
     """getChildren."""
 
-    path: str
-    watch: bool
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.path(), r.bool())
-
-    def write(self, w: Writer) -> None:
-        w.ustring(self.path)
-        w.bool(self.watch)
+    path: Path
+    watch: Bool
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class GetChildren2Request:
+class GetChildren2Request(JuteRecord):
     """getChildren2."""
 
-    path: str
-    watch: bool
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.path(), r.bool())
-
-    def write(self, w: Writer) -> None:
-        w.ustring(self.path)
-        w.bool(self.watch)
+    path: Path
+    watch: Bool
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class SetDataRequest:
+class SetDataRequest(JuteRecord):
     """setData."""
 
-    path: str
-    data: bytes | None
-    version: int
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.path(), r.buffer(), r.int())
-
-    def write(self, w: Writer) -> None:
-        w.ustring(self.path)
-        w.buffer(self.data)
-        w.int(self.version)
+    path: Path
+    data: Buffer
+    version: Int32
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class GetACLRequest:
+class GetACLRequest(JuteRecord):
     """getACL."""
 
-    path: str
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.path())
-
-    def write(self, w: Writer) -> None:
-        w.ustring(self.path)
+    path: Path
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class SetACLRequest:
+class SetACLRequest(JuteRecord):
     """setACL."""
 
-    path: str
-    acl: list[ACL]
-    version: int
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.path(), r.vector(_read_acl) or [], r.int())
-
-    def write(self, w: Writer) -> None:
-        w.ustring(self.path)
-        w.vector(self.acl, _write_acl)
-        w.int(self.version)
+    path: Path
+    acl: ACLs
+    version: Int32
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class SyncRequest:
+class SyncRequest(JuteRecord):
     """sync."""
 
-    path: str
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.path())
-
-    def write(self, w: Writer) -> None:
-        w.ustring(self.path)
+    path: Path
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class GetEphemeralsRequest:
+class GetEphemeralsRequest(JuteRecord):
     """getEphemerals."""
 
-    prefix_path: str
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.path())
-
-    def write(self, w: Writer) -> None:
-        w.ustring(self.prefix_path)
+    prefix_path: Path
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class GetAllChildrenNumberRequest:
+class GetAllChildrenNumberRequest(JuteRecord):
     """getAllChildrenNumber."""
 
-    path: str
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.path())
-
-    def write(self, w: Writer) -> None:
-        w.ustring(self.path)
+    path: Path
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class AuthPacket:
+class AuthPacket(JuteRecord):
     """addauth (xid -4)."""
 
-    type: int
-    scheme: str
-    auth: bytes
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.int(), r.ustring() or "", r.buffer() or b"")
-
-    def write(self, w: Writer) -> None:
-        w.int(self.type)
-        w.ustring(self.scheme)
-        w.buffer(self.auth)
+    type: Int32
+    scheme: String
+    auth: Bytes
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class SetWatches:
+class SetWatches(JuteRecord):
     """Re-arm watches after reconnecting (op 101, xid -8)."""
 
-    relative_zxid: int
-    data_watches: list[str]
-    exist_watches: list[str]
-    child_watches: list[str]
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(
-            r.long(),
-            r.vector(_read_str) or [],
-            r.vector(_read_str) or [],
-            r.vector(_read_str) or [],
-        )
-
-    def write(self, w: Writer) -> None:
-        w.long(self.relative_zxid)
-        for paths in (self.data_watches, self.exist_watches, self.child_watches):
-            w.vector(paths, _write_str)
+    relative_zxid: Int64
+    data_watches: Strings
+    exist_watches: Strings
+    child_watches: Strings
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class SetWatches2:
+class SetWatches2(JuteRecord):
     """SetWatches plus persistent watches (op 105)."""
 
-    relative_zxid: int
-    data_watches: list[str]
-    exist_watches: list[str]
-    child_watches: list[str]
-    persistent_watches: list[str]
-    persistent_recursive_watches: list[str]
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.long(), *(r.vector(_read_str) or [] for _ in range(5)))
-
-    def write(self, w: Writer) -> None:
-        w.long(self.relative_zxid)
-        for paths in (
-            self.data_watches,
-            self.exist_watches,
-            self.child_watches,
-            self.persistent_watches,
-            self.persistent_recursive_watches,
-        ):
-            w.vector(paths, _write_str)
+    relative_zxid: Int64
+    data_watches: Strings
+    exist_watches: Strings
+    child_watches: Strings
+    persistent_watches: Strings
+    persistent_recursive_watches: Strings
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class AddWatchRequest:
+class AddWatchRequest(JuteRecord):
     """addWatch (persistent or persistent-recursive)."""
 
-    path: str
-    mode: int
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.path(), r.int())
-
-    def write(self, w: Writer) -> None:
-        w.ustring(self.path)
-        w.int(self.mode)
+    path: Path
+    mode: Int32
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class RemoveWatchesRequest:
+class RemoveWatchesRequest(JuteRecord):
     """removeWatches / checkWatches."""
 
-    path: str
-    type: int
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.path(), r.int())
-
-    def write(self, w: Writer) -> None:
-        w.ustring(self.path)
-        w.int(self.type)
+    path: Path
+    type: Int32
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class ReconfigRequest:
+class ReconfigRequest(JuteRecord):
     """reconfig (not supported; parsed to answer ZUNIMPLEMENTED cleanly)."""
 
-    joining_servers: str | None
-    leaving_servers: str | None
-    new_members: str | None
-    cur_config_id: int
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.ustring(), r.ustring(), r.ustring(), r.long())
-
-    def write(self, w: Writer) -> None:
-        w.ustring(self.joining_servers)
-        w.ustring(self.leaving_servers)
-        w.ustring(self.new_members)
-        w.long(self.cur_config_id)
+    joining_servers: OptString
+    leaving_servers: OptString
+    new_members: OptString
+    cur_config_id: Int64
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class GetSASLRequest:
+class GetSASLRequest(JuteRecord):
     """SASL token (not supported)."""
 
-    token: bytes
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.buffer() or b"")
-
-    def write(self, w: Writer) -> None:
-        w.buffer(self.token)
+    token: Bytes
 
 
 # ---------------------------------------------------------------------- responses
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class CreateResponse:
+class CreateResponse(JuteRecord):
     """Reply to create."""
 
-    path: str
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.ustring() or "")
-
-    def write(self, w: Writer) -> None:
-        w.ustring(self.path)
+    path: String
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class Create2Response:
+class Create2Response(JuteRecord):
     """Reply to create2/createContainer/createTTL."""
 
-    path: str
+    path: String
     stat: Stat
 
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.ustring() or "", Stat.read(r))
 
-    def write(self, w: Writer) -> None:
-        w.ustring(self.path)
-        self.stat.write(w)
-
-
+@jute_record
 @attrs.frozen(slots=True)
-class StatResponse:
+class StatResponse(JuteRecord):
     """Reply carrying one Stat (exists, setData, setACL, check)."""
 
     stat: Stat
 
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(Stat.read(r))
 
-    def write(self, w: Writer) -> None:
-        self.stat.write(w)
-
-
+@jute_record
 @attrs.frozen(slots=True)
-class GetDataResponse:
+class GetDataResponse(JuteRecord):
     """Reply to getData."""
 
-    data: bytes | None
+    data: Buffer
     stat: Stat
 
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.buffer(), Stat.read(r))
 
-    def write(self, w: Writer) -> None:
-        w.buffer(self.data)
-        self.stat.write(w)
-
-
+@jute_record
 @attrs.frozen(slots=True)
-class GetACLResponse:
+class GetACLResponse(JuteRecord):
     """Reply to getACL."""
 
-    acl: list[ACL]
+    acl: ACLs
     stat: Stat
 
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.vector(_read_acl) or [], Stat.read(r))
 
-    def write(self, w: Writer) -> None:
-        w.vector(self.acl, _write_acl)
-        self.stat.write(w)
-
-
+@jute_record
 @attrs.frozen(slots=True)
-class GetChildrenResponse:
+class GetChildrenResponse(JuteRecord):
     """Reply to getChildren."""
 
-    children: list[str]
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.vector(_read_str) or [])
-
-    def write(self, w: Writer) -> None:
-        w.vector(self.children, _write_str)
+    children: Strings
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class GetChildren2Response:
+class GetChildren2Response(JuteRecord):
     """Reply to getChildren2."""
 
-    children: list[str]
+    children: Strings
     stat: Stat
 
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.vector(_read_str) or [], Stat.read(r))
 
-    def write(self, w: Writer) -> None:
-        w.vector(self.children, _write_str)
-        self.stat.write(w)
-
-
+@jute_record
 @attrs.frozen(slots=True)
-class SyncResponse:
+class SyncResponse(JuteRecord):
     """Reply to sync."""
 
-    path: str
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.ustring() or "")
-
-    def write(self, w: Writer) -> None:
-        w.ustring(self.path)
+    path: String
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class GetEphemeralsResponse:
+class GetEphemeralsResponse(JuteRecord):
     """Reply to getEphemerals."""
 
-    ephemerals: list[str]
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.vector(_read_str) or [])
-
-    def write(self, w: Writer) -> None:
-        w.vector(self.ephemerals, _write_str)
+    ephemerals: Strings
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class GetAllChildrenNumberResponse:
+class GetAllChildrenNumberResponse(JuteRecord):
     """Reply to getAllChildrenNumber."""
 
-    total_number: int
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.int())
-
-    def write(self, w: Writer) -> None:
-        w.int(self.total_number)
+    total_number: Int32
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class ErrorResponse:
+class ErrorResponse(JuteRecord):
     """An error code as a record (multi results, addWatch)."""
 
-    err: int
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.int())
-
-    def write(self, w: Writer) -> None:
-        w.int(self.err)
+    err: Int32
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class WatcherEvent:
+class WatcherEvent(JuteRecord):
     """A watch notification body (xid -1)."""
 
-    type: int
-    state: int
-    path: str
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.int(), r.int(), r.ustring() or "")
-
-    def write(self, w: Writer) -> None:
-        w.int(self.type)
-        w.int(self.state)
-        w.ustring(self.path)
+    type: Int32
+    state: Int32
+    path: String
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class ClientInfo:
+class ClientInfo(JuteRecord):
     """One authenticated identity (whoAmI)."""
 
-    auth_scheme: str
-    user: str
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.ustring() or "", r.ustring() or "")
-
-    def write(self, w: Writer) -> None:
-        w.ustring(self.auth_scheme)
-        w.ustring(self.user)
+    auth_scheme: String
+    user: String
 
 
+@jute_record
 @attrs.frozen(slots=True)
-class WhoAmIResponse:
+class WhoAmIResponse(JuteRecord):
     """Reply to whoAmI."""
 
-    client_info: list[ClientInfo]
-
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.vector(ClientInfo.read) or [])
-
-    def write(self, w: Writer) -> None:
-        w.vector(self.client_info, lambda w2, c: c.write(w2))
+    client_info: Annotated[list[ClientInfo], Vector(ClientInfo)]
 
 
-@attrs.frozen(slots=True)
-class MultiHeader:
-    """Precedes every op (and the terminator) of a multi request or response."""
+# ---------------------------------------------------------------------- multi
 
-    type: int
-    done: bool
-    err: int
+# The operations a multi may carry (MultiOperationRecord), and the result record of each
+# (MultiResponse); a failed op's result is an ErrorResponse under type ERROR (-1).
+MULTI_WRITE_OPS = frozenset(
+    {
+        OpCode.CREATE,
+        OpCode.CREATE2,
+        OpCode.CREATE_CONTAINER,
+        OpCode.CREATE_TTL,
+        OpCode.DELETE,
+        OpCode.SET_DATA,
+        OpCode.CHECK,
+    }
+)
+MULTI_READ_OPS = frozenset({OpCode.GET_DATA, OpCode.GET_CHILDREN})
 
-    @classmethod
-    def read(cls, r: Reader) -> Self:
-        return cls(r.int(), r.bool(), r.int())
-
-    def write(self, w: Writer) -> None:
-        w.int(self.type)
-        w.bool(self.done)
-        w.int(self.err)
-
-
-_MULTI_OPS: dict[int, Any] = {
-    1: CreateRequest,
-    15: CreateRequest,
-    19: CreateRequest,
-    21: CreateTTLRequest,
-    2: DeleteRequest,
-    5: SetDataRequest,
-    13: CheckVersionRequest,
-    4: GetDataRequest,
-    8: GetChildrenRequest,
+MULTI_REQUEST_RECORDS: dict[int, type[JuteRecord]] = {
+    OpCode.CREATE: CreateRequest,
+    OpCode.CREATE2: CreateRequest,
+    OpCode.CREATE_CONTAINER: CreateRequest,
+    OpCode.CREATE_TTL: CreateTTLRequest,
+    OpCode.DELETE: DeleteRequest,
+    OpCode.SET_DATA: SetDataRequest,
+    OpCode.CHECK: CheckVersionRequest,
+    OpCode.GET_DATA: GetDataRequest,
+    OpCode.GET_CHILDREN: GetChildrenRequest,
 }
 
-_END = MultiHeader(-1, True, -1)
+MULTI_RESPONSE_RECORDS: dict[int, type[JuteRecord]] = {
+    OpCode.CREATE: CreateResponse,
+    OpCode.CREATE2: Create2Response,
+    OpCode.SET_DATA: StatResponse,
+    OpCode.GET_DATA: GetDataResponse,
+    OpCode.GET_CHILDREN: GetChildrenResponse,
+    OpCode.ERROR: ErrorResponse,
+}
+"""Result bodies in a MultiResponse; other types (delete, check, createContainer and
+createTTL, which ZooKeeper answers as CREATE or CREATE2 anyway) carry no body."""
+
+_MULTI_HEADER = struct.Struct(">i?i")
+_MULTI_END = _MULTI_HEADER.pack(-1, True, -1)
+
+
+def _multi_header(r: Reader) -> tuple[int, bool, int]:
+    pos = r.pos
+    if pos + 9 > r.end:
+        raise JuteError("truncated MultiHeader")
+    r.pos = pos + 9
+    header: tuple[int, bool, int] = _MULTI_HEADER.unpack_from(r.data, pos)
+    return header
 
 
 @attrs.frozen(slots=True)
-class MultiRequest:
-    """multi / multiRead: a list of (opcode, request record)."""
+class MultiRequest(JuteRecord):
+    """multi / multiRead: a list of (opcode, request record), each after a MultiHeader,
+    then a done header."""
 
     ops: list[tuple[int, Any]]
 
     @classmethod
     def read(cls, r: Reader) -> Self:
         ops: list[tuple[int, Any]] = []
+        records = MULTI_REQUEST_RECORDS
         while True:
-            header = MultiHeader.read(r)
-            if header.done:
+            op, done, _ = _multi_header(r)
+            if done:
                 return cls(ops)
-            record_cls = _MULTI_OPS.get(header.type)
+            record_cls = records.get(op)
             if record_cls is None:
-                raise JuteError(f"op {header.type} not allowed in multi")
-            ops.append((header.type, record_cls.read(r)))
+                raise JuteError(f"op {op} not allowed in multi")
+            ops.append((op, record_cls.read(r)))
 
     def write(self, w: Writer) -> None:
-        for op, record in self.ops:
-            MultiHeader(op, False, -1).write(w)
-            record.write(w)
-        _END.write(w)
-
-
-_MULTI_RESULTS: dict[int, Any] = {
-    1: CreateResponse,
-    15: Create2Response,
-    5: StatResponse,
-    4: GetDataResponse,
-    8: GetChildrenResponse,
-    -1: ErrorResponse,
-}
+        pack = _MULTI_HEADER.pack
+        for op, request in self.ops:
+            w.raw(pack(op, False, -1))
+            request.write(w)
+        w.raw(_MULTI_END)
 
 
 @attrs.frozen(slots=True)
-class MultiResponse:
-    """Results of a multi: (type, err, record or None) per op."""
+class MultiResponse(JuteRecord):
+    """Results of a multi: (type, err, record or None) per op, then a done header."""
 
     results: list[tuple[int, int, Any]]
 
     @classmethod
     def read(cls, r: Reader) -> Self:
         results: list[tuple[int, int, Any]] = []
+        records = MULTI_RESPONSE_RECORDS
         while True:
-            header = MultiHeader.read(r)
-            if header.done:
+            op, done, err = _multi_header(r)
+            if done:
                 return cls(results)
-            record_cls = _MULTI_RESULTS.get(header.type)
-            record = record_cls.read(r) if record_cls is not None else None
-            results.append((header.type, header.err, record))
+            record_cls = records.get(op)
+            results.append((op, err, record_cls.read(r) if record_cls is not None else None))
 
     def write(self, w: Writer) -> None:
-        for op_type, err, record in self.results:
-            MultiHeader(op_type, False, err).write(w)
-            if record is not None:
-                record.write(w)
-        _END.write(w)
+        pack = _MULTI_HEADER.pack
+        for op, err, result in self.results:
+            w.raw(pack(op, False, err))
+            if result is not None:
+                result.write(w)
+        w.raw(_MULTI_END)
+
+
+# ---------------------------------------------------------------------- opcode tables
+
+REQUEST_RECORDS: dict[int, type[JuteRecord]] = {
+    OpCode.CREATE: CreateRequest,
+    OpCode.CREATE2: CreateRequest,
+    OpCode.CREATE_CONTAINER: CreateRequest,
+    OpCode.CREATE_TTL: CreateTTLRequest,
+    OpCode.DELETE: DeleteRequest,
+    OpCode.DELETE_CONTAINER: DeleteRequest,
+    OpCode.EXISTS: ExistsRequest,
+    OpCode.GET_DATA: GetDataRequest,
+    OpCode.SET_DATA: SetDataRequest,
+    OpCode.GET_ACL: GetACLRequest,
+    OpCode.SET_ACL: SetACLRequest,
+    OpCode.GET_CHILDREN: GetChildrenRequest,
+    OpCode.GET_CHILDREN2: GetChildren2Request,
+    OpCode.SYNC: SyncRequest,
+    OpCode.CHECK: CheckVersionRequest,
+    OpCode.MULTI: MultiRequest,
+    OpCode.MULTI_READ: MultiRequest,
+    OpCode.AUTH: AuthPacket,
+    OpCode.SET_WATCHES: SetWatches,
+    OpCode.SET_WATCHES2: SetWatches2,
+    OpCode.ADD_WATCH: AddWatchRequest,
+    OpCode.CHECK_WATCHES: RemoveWatchesRequest,
+    OpCode.REMOVE_WATCHES: RemoveWatchesRequest,
+    OpCode.GET_EPHEMERALS: GetEphemeralsRequest,
+    OpCode.GET_ALL_CHILDREN_NUMBER: GetAllChildrenNumberRequest,
+    OpCode.RECONFIG: ReconfigRequest,
+    OpCode.SASL: GetSASLRequest,
+}
+"""The body record of each request opcode (after the RequestHeader)."""
+
+BODYLESS_REQUESTS = frozenset({OpCode.PING, OpCode.CLOSE_SESSION, OpCode.WHO_AM_I})
+"""Requests that are a RequestHeader alone."""
+
+RESPONSE_RECORDS: dict[int, type[JuteRecord]] = {
+    OpCode.CREATE: CreateResponse,
+    OpCode.CREATE2: Create2Response,
+    OpCode.CREATE_CONTAINER: Create2Response,
+    OpCode.CREATE_TTL: Create2Response,
+    OpCode.EXISTS: StatResponse,
+    OpCode.SET_DATA: StatResponse,
+    OpCode.SET_ACL: StatResponse,
+    OpCode.CHECK: StatResponse,
+    OpCode.GET_DATA: GetDataResponse,
+    OpCode.GET_ACL: GetACLResponse,
+    OpCode.GET_CHILDREN: GetChildrenResponse,
+    OpCode.GET_CHILDREN2: GetChildren2Response,
+    OpCode.SYNC: SyncResponse,
+    OpCode.MULTI: MultiResponse,
+    OpCode.MULTI_READ: MultiResponse,
+    OpCode.GET_EPHEMERALS: GetEphemeralsResponse,
+    OpCode.GET_ALL_CHILDREN_NUMBER: GetAllChildrenNumberResponse,
+    OpCode.ADD_WATCH: ErrorResponse,
+    OpCode.WHO_AM_I: WhoAmIResponse,
+}
+"""The body record of a successful reply to each opcode (others have an empty body)."""
