@@ -131,6 +131,7 @@ class ControllerNode:
         self.started = trio.Event()
         self.applied_event = trio.Event()  # replaced after each apply batch
         self._last_snapshot_index = 0
+        self._catch_up_snapshot: Snapshot | None = None  # the log is compacted up to it next
         self._storage: FileStorage | None = None
         self._core: RaftCore | None = None
         self._clock = TickClock(limits.TICK_MS / 1000, 0.0)
@@ -553,8 +554,14 @@ class ControllerNode:
         storage = self._storage
         assert storage is not None
         await trio.to_thread.run_sync(storage.save_snapshot, snapshot)
-        core.compact(snapshot)
-        await trio.to_thread.run_sync(storage.compact, meta.index)
+        # The log is compacted to the *previous* snapshot, so a snapshot interval of entries
+        # stays behind the new one (etcd keeps SnapshotCatchUpEntries for the same reason):
+        # a follower slightly behind when the leader snapshots catches up from the log, not
+        # by a snapshot install that would fail its clients' forwarded writes.
+        previous, self._catch_up_snapshot = self._catch_up_snapshot, snapshot
+        if previous is not None:
+            core.compact(previous)
+            await trio.to_thread.run_sync(storage.compact, previous.meta.index)
         self._last_snapshot_index = meta.index
         self.snapshots_taken += 1
         log.info("snapshot at index %d (%d bytes)", meta.index, len(snapshot.data))

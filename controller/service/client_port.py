@@ -80,7 +80,6 @@ class ClientPort:
             log.warning("too many connections from %s (max %d): closing", address, limit)
             return
         conn = ClientConnection(stream, address, self.limit)
-        conn.on_close = self._withdraw_unsent
         svc.per_address[address] = svc.per_address.get(address, 0) + 1
         svc.connections[conn.id] = conn
         try:
@@ -107,6 +106,9 @@ class ClientPort:
                 del svc.per_address[address]
 
     def _withdraw_unsent(self, conn: ClientConnection) -> None:
+        """A request of `conn` failed with unknown outcome: its later writes not yet handed
+        to a leader are withdrawn, so they cannot apply after a gap. (A client that simply
+        closes its socket is different: what it sent is still processed, as in ZooKeeper.)"""
         for slot in conn.queue:
             if slot.seq and not slot.done:
                 self.service.forwarder.withdraw(slot.seq)
@@ -125,9 +127,10 @@ class ClientPort:
         if not conn.session_id:
             return  # the handshake timed out
         limit = self.limit
+        budget = -1  # requests this reader may still queue in its turn; -1: not throttled
         while not conn.closing:
-            if limit.full:
-                await limit.wait_for_room()
+            if limit.full or budget == 0 or (budget < 0 and limit.contended):
+                budget = await limit.wait_for_room()
                 continue
             event = await self._next_event(conn, framer)
             if event is None:
@@ -135,6 +138,10 @@ class ClientPort:
             if not isinstance(event, RequestEvent):
                 log.warning("closing client %s: unexpected %s", conn.address, event)
                 return
+            if budget > 0:
+                budget -= 1
+                if budget == 0 and not limit.contended and limit.count <= limit.limit // 2:
+                    budget = -1  # throttling is over: read freely again
             self.service.packets_received += 1
             conn.received += 1
             self.service.touch(conn.session_id)
@@ -301,7 +308,9 @@ class ClientPort:
         def done(result: Applied) -> None:
             conn.pending_writes -= 1
             if result.err == Err.CONNECTIONLOSS and result.zxid == 0:
-                conn.close()  # outcome unknown: let the client reconnect, as ZooKeeper does
+                # Outcome unknown: let the client reconnect, as ZooKeeper does.
+                self._withdraw_unsent(conn)
+                conn.close()
                 return
             zxid = max(result.zxid, self.node.last_zxid)
             if sync_path is not None:

@@ -33,16 +33,21 @@ class Slot:
 
 
 class OutstandingLimit:
-    """Requests queued on all connections of one controller, against a limit. Readers wait
-    in `wait_for_room` while the count is at the limit; they resume when it has fallen to
-    half, so a flood wakes them in batches rather than once per answered request."""
+    """Requests queued on all connections of one controller, against a limit. Readers that
+    must wait queue up; when the count has fallen to half, every queued reader gets a turn
+    with an equal share of the room. While any reader waits, no other reader queues requests
+    outside a turn, so no connection is starved by those that happen to run first."""
 
     def __init__(self, limit: int) -> None:
         assert limit > 0
         self.limit = limit
         self.count = 0
         self.throttled = 0  # times a reader had to wait
-        self._room = trio.Event()
+        self._waiting: deque[_Turn] = deque()  # in arrival order
+
+    @property
+    def contended(self) -> bool:
+        return bool(self._waiting)
 
     def add(self) -> None:
         self.count += 1
@@ -50,19 +55,44 @@ class OutstandingLimit:
     def remove(self, n: int = 1) -> None:
         self.count -= n
         assert self.count >= 0
-        if self.count <= self.limit // 2:
-            self._room.set()
+        if self._waiting and self.count <= self.limit // 2:
+            self._hand_out()
+
+    def _hand_out(self) -> None:
+        waiting = list(self._waiting)
+        self._waiting.clear()
+        share = max(1, (self.limit - self.count) // len(waiting))
+        for turn in waiting:
+            turn.share = share
+            turn.event.set()
 
     @property
     def full(self) -> bool:
         return self.count >= self.limit
 
-    async def wait_for_room(self) -> None:
+    async def wait_for_room(self) -> int:
+        """Wait for a turn; return how many requests this reader may queue in it."""
         self.throttled += 1
-        while self.count >= self.limit:
-            if self._room.is_set():
-                self._room = trio.Event()
-            await self._room.wait()
+        turn = _Turn()
+        self._waiting.append(turn)
+        if self.count <= self.limit // 2:
+            self._hand_out()
+        try:
+            await turn.event.wait()
+        finally:
+            if not turn.event.is_set():  # cancelled (the connection closed): leave the queue
+                self._waiting.remove(turn)
+        return turn.share
+
+
+class _Turn:
+    """One waiting reader: woken with the number of requests it may queue."""
+
+    __slots__ = ("event", "share")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.share = 0
 
 
 class ClientConnection:
@@ -90,7 +120,6 @@ class ClientConnection:
         self.connected_at = time.monotonic()
         self.last_zxid = 0
         self.limit = limit
-        self.on_close: Callable[[ClientConnection], None] | None = None
 
     def enqueue(self, slot: Slot) -> None:
         self.queue.append(slot)
@@ -136,8 +165,6 @@ class ClientConnection:
         self.wake.set()
         self.room.set()
         self.flushed.set()
-        if self.on_close is not None:
-            self.on_close(self)
 
     def release(self) -> None:
         """The connection is gone: its unanswered requests no longer count."""

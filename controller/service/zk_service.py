@@ -230,8 +230,12 @@ class ZkService:
             touched, self._touched = self._touched, set()
             if self._is_leader:
                 self.on_peer_frame(self.node.node_id, SessionTouch(tuple(touched)))
-            elif self._leader is not None:
-                self.node.send_peer(self._leader, SessionTouch(tuple(sorted(touched))))
+            elif self._leader is None or not self.node.send_peer(
+                self._leader, SessionTouch(tuple(sorted(touched)))
+            ):
+                # No leader, or its link is full: keep them for the next round.
+                self._touched |= touched
+                self._touch_wake.set()
 
     async def _expire_sessions(self) -> None:
         while True:

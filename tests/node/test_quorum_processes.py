@@ -46,8 +46,11 @@ def test_kill_leader_loses_no_committed_entry(quorum: LocalQuorum) -> None:
     quorum.kill(leader_id)  # SIGKILL: no graceful resignation
     new_id, new_leader = leader_address(quorum, exclude=leader_id)
     assert new_id != leader_id
-    second = [(f"k{i}", f"v{i}".encode()) for i in range(150, 400)]
-    put_many(new_leader, second)
+    second = [(f"k{i}", f"v{i}".encode()) for i in range(150, 750)]
+    # In chunks, so the leader snapshots several times: the log is compacted to the
+    # snapshot before the latest, which must lie past the killed controller's last entry.
+    for chunk in range(0, len(second), 100):
+        put_many(new_leader, second[chunk : chunk + 100])
 
     # Every acknowledged write is on the new leader and on the surviving follower.
     survivors = [i for i in quorum.ids if i != leader_id]
@@ -59,7 +62,8 @@ def test_kill_leader_loses_no_committed_entry(quorum: LocalQuorum) -> None:
             assert get(addr, key) == value, (nid, key)
 
     # The killed controller restarts, is now far behind a compacted log (snapshot every 100
-    # entries), and must catch up through a snapshot transfer.
+    # entries, compacted to the previous snapshot), and must catch up through a snapshot
+    # transfer.
     quorum.start_node(leader_id)
     old = quorum.client_address(leader_id)
     wait_until(lambda: status(old)["applied_index"] >= commit, what="restarted node catch-up")
