@@ -35,6 +35,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import statistics
 import struct
 import subprocess
@@ -43,7 +44,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -439,11 +440,18 @@ def _create_nodes(connect: str, count: int) -> None:
     trio.run(go)
 
 
+READ_BACK_S = 20.0
+
+
 def read_back(connect: str, count: int) -> dict[int, dict[int, int]]:
     """server (1-based) -> node index -> value, read with getData from each server after a
     `sync`-like write through that server (so its replica has applied the whole flood)."""
 
     async def one(host: str, port: int) -> dict[int, int]:
+        with trio.fail_after(READ_BACK_S):  # a server that stopped reading must not hang us
+            return await read_all(host, port)
+
+    async def read_all(host: str, port: int) -> dict[int, int]:
         conn = await ZkConnection.open(host, port, timeout_ms=30000)
         # A write through this server is applied here after every earlier entry.
         assert await conn.call(1, OP_SET_DATA, ROOT, b"") == 0
@@ -469,8 +477,13 @@ def read_back(connect: str, count: int) -> dict[int, dict[int, int]]:
             try:
                 out[server] = trio.run(one, host, port)
                 break
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                print(f"read back from server {server} failed ({exc}); attempt {attempt + 1}")
+            except (
+                OSError,
+                trio.BrokenResourceError,
+                trio.ClosedResourceError,
+                trio.TooSlowError,
+            ) as exc:
+                print(f"read back from server {server} failed ({exc!r}); attempt {attempt + 1}")
                 time.sleep(1.0)
         else:
             out[server] = {}  # every node counts as lost on it
@@ -490,8 +503,10 @@ def run_flood(
     lone_server: int = 1,
     drain: float = 120.0,
     settle: float = 0.0,
+    disrupt: tuple[float, Callable[[], None]] | None = None,
 ) -> FloodResult:
-    """The flood against servers already running (`connect`: host:port of servers 1..3)."""
+    """The flood against servers already running (`connect`: host:port of servers 1..3).
+    `disrupt`: (seconds into the flood, action), e.g. pausing the leader."""
     _create_nodes(connect, connections)
     if settle:
         time.sleep(settle)
@@ -530,6 +545,8 @@ def run_flood(
     rss.start()
     sampler.start()
     lone.start()
+    if disrupt is not None:
+        threading.Timer(max(0.0, start + disrupt[0] - time.time()), disrupt[1]).start()
     conns: list[ConnStats] = []
     try:
         for proc in procs:
@@ -590,6 +607,18 @@ def our_quorum(extra_args: Sequence[str] = (), data_dir: Path | None = None) -> 
         yield q
 
 
+PAUSE_S = 1.2  # longer than the election timeout (200-400 ms): the others elect a leader
+
+
+def pause(pid: int, seconds: float) -> None:
+    """SIGSTOP a process for `seconds`, then SIGCONT it (a stalled leader)."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(seconds)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
 def flood_ours(args: argparse.Namespace) -> FloodResult:
     extra = []
     if args.global_outstanding_limit:
@@ -600,6 +629,9 @@ def flood_ours(args: argparse.Namespace) -> FloodResult:
         addresses = {i: q.client_address(i) for i in q.ids}
         leader = q.wait_for_leader()["node_id"]
         lone_server = args.lone_server or next(i for i in q.ids if i != leader)
+        disrupt = None
+        if args.pause_leader_at is not None:
+            disrupt = (args.pause_leader_at, lambda: pause(pids[leader], PAUSE_S))
         result = run_flood(
             q.connect_string,
             pids=pids,
@@ -611,6 +643,7 @@ def flood_ours(args: argparse.Namespace) -> FloodResult:
             lone_delay=args.lone_delay,
             lone_server=lone_server,
             drain=args.drain,
+            disrupt=disrupt,
         )
         result_server = (
             f"controller {lone_server} ({'leader' if lone_server == leader else 'follower'})"
@@ -791,6 +824,11 @@ def main() -> None:
     parser.add_argument("--system", choices=["ours", "zookeeper", "both"], default="ours")
     parser.add_argument(
         "--global-outstanding-limit", type=int, default=0, help="ours: override (default 1000)"
+    )
+    parser.add_argument(
+        "--pause-leader-at",
+        type=float,
+        help="ours: SIGSTOP the leader this many seconds into the flood, for 1.2 s",
     )
     args = parser.parse_args()
     print(

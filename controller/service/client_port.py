@@ -130,8 +130,10 @@ class ClientPort:
         budget = -1  # requests this reader may still queue in its turn; -1: not throttled
         while not conn.closing:
             if limit.full or budget == 0 or (budget < 0 and limit.contended):
-                budget = await limit.wait_for_room()
-                continue
+                with trio.CancelScope() as conn.turn_scope:
+                    budget = await limit.wait_for_room()
+                conn.turn_scope = None
+                continue  # (closed while waiting: the loop ends)
             event = await self._next_event(conn, framer)
             if event is None:
                 return

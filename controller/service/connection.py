@@ -114,6 +114,9 @@ class ClientConnection:
         self.wake = trio.Event()
         self.room = trio.Event()
         self.closing = False
+        # Cancelled by `close`: a reader waiting for its turn under the outstanding limit
+        # must notice the close, or its queued requests would hold the limit forever.
+        self.turn_scope: trio.CancelScope | None = None
         self.pending_writes = 0
         self.received = 0
         self.sent = 0
@@ -165,6 +168,8 @@ class ClientConnection:
         self.wake.set()
         self.room.set()
         self.flushed.set()
+        if self.turn_scope is not None:
+            self.turn_scope.cancel()
 
     def release(self) -> None:
         """The connection is gone: its unanswered requests no longer count."""

@@ -153,3 +153,37 @@ async def test_a_bad_request_fails_only_that_request(
                 0,
             )
             nursery.cancel_scope.cancel()
+
+
+async def test_a_connection_closed_while_waiting_for_its_turn_gives_back_its_room(
+    served: tuple[ControllerNode, ZkService],
+) -> None:
+    """A connection the server closes (e.g. its write failed with connection loss) while
+    its reader waits for a turn under the outstanding limit must release what it held, or
+    the limit stays full and no client of this controller is read again."""
+    _, service = served
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            flooder = await open_client(service, nursery)
+            requests: list[tuple[int, object]] = [
+                (OpCode.CREATE, CreateRequest("/f", b"", OPEN, 0))
+            ]
+            requests += [(OpCode.SET_DATA, SetDataRequest("/f", b"x", -1))] * 300
+            await flooder.send_many(requests)
+            while service.limit.throttled == 0 or not service.forwarder._sent:
+                await trio.sleep(0)
+            [conn] = [c for c in service.connections.values() if c.turn_scope is not None]
+            # As when the leader changes: every write it handed over fails with connection
+            # loss, so they will never be answered, and the server closes the connection.
+            service.forwarder.leader_changed(None)
+            assert conn.closing
+            while service.limit.count:
+                await trio.sleep(0.01)
+            other = await open_client(service, nursery)
+            xid = await other.send(OpCode.CREATE, CreateRequest("/after", b"", OPEN, 0))
+            reply = await other.event()
+            assert isinstance(reply, ReplyEvent) and (reply.header.xid, reply.header.err) == (
+                xid,
+                0,
+            )
+            nursery.cancel_scope.cancel()
