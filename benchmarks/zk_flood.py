@@ -440,7 +440,7 @@ def _create_nodes(connect: str, count: int) -> None:
     trio.run(go)
 
 
-READ_BACK_S = 20.0
+READ_BACK_S = 10.0
 
 
 def read_back(connect: str, count: int) -> dict[int, dict[int, int]]:
