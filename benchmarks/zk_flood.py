@@ -383,10 +383,11 @@ class FloodResult:
             return len(self.leaders_seen) > 1
         for server, st in self.before.items():
             end = self.after.get(server)
-            if end is None or (end["term"], end["leader_id"], end["leader_changes"]) != (
+            # Pre-vote attempts (counted in leader_changes) do not disturb the leader.
+            if end is None or (end["term"], end["leader_id"], end["elections_started"]) != (
                 st["term"],
                 st["leader_id"],
-                st["leader_changes"],
+                st["elections_started"],
             ):
                 return True
         return len(self.leaders_seen) > 1
