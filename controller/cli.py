@@ -79,18 +79,22 @@ def controller_run(
     election_timeout_ms: Annotated[int | None, typer.Option(help="Default 200.")] = None,
     heartbeat_interval_ms: Annotated[int | None, typer.Option(help="Default 50.")] = None,
     fsync: Annotated[str | None, typer.Option(help="always (default) or never.")] = None,
-    snapshot_interval_entries: Annotated[int | None, typer.Option()] = None,
+    snapshot_interval_entries: Annotated[
+        int | None, typer.Option(help="Log entries between snapshots (100000).")
+    ] = None,
     tick_time_ms: Annotated[int | None, typer.Option(help="ZooKeeper tickTime (2000).")] = None,
     max_client_cnxns: Annotated[
         int | None, typer.Option(help="Connections per client address (0 = unlimited).")
     ] = None,
     max_outstanding_requests: Annotated[
         int | None,
-        typer.Option(help="Requests queued per connection before it is not read (1000)."),
+        typer.Option(help="Requests queued per connection before it is not read (1000; 1-100000)."),
     ] = None,
     global_outstanding_limit: Annotated[
         int | None,
-        typer.Option(help="Requests queued on this controller before no client is read (1000)."),
+        typer.Option(
+            help="Requests queued on this controller before no client is read (1000; 1-100000)."
+        ),
     ] = None,
     super_digest: Annotated[
         str | None, typer.Option(help="super:<base64 sha1> admin identity.")

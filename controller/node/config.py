@@ -124,10 +124,14 @@ class NodeConfig:
             raise ConfigError("tick_time_ms must be at least 10")
         if self.max_client_cnxns < 0 or self.max_watches_per_session < 0:
             raise ConfigError("connection and watch limits must be >= 0 (0 = unlimited)")
-        if self.max_outstanding_requests < 1:
-            raise ConfigError("max_outstanding_requests must be positive")
+        if not 1 <= self.max_outstanding_requests <= 100_000:
+            raise ConfigError(
+                "max_outstanding_requests (--max-outstanding-requests) must be between 1 and 100000"
+            )
         if not 1 <= self.global_outstanding_limit <= 100_000:
-            raise ConfigError("global_outstanding_limit must be between 1 and 100000")
+            raise ConfigError(
+                "global_outstanding_limit (--global-outstanding-limit) must be between 1 and 100000"
+            )
         if not 1024 <= self.jute_max_buffer <= limits.MAX_ENTRY_BYTES:
             raise ConfigError(f"jute_max_buffer must be in [1024, {limits.MAX_ENTRY_BYTES}]")
         if self.leader_imbalance_check_interval_seconds <= 0:

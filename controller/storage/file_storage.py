@@ -495,7 +495,8 @@ def _check_meta(data_dir: Path, *, cluster_id: str, node_id: int, fsync: bool) -
         raise StorageError(f"{meta_path}: unsupported content: {meta!r}")
     if meta.get("format") != FORMAT:
         raise StorageError(
-            f"{meta_path}: data directory format {meta.get('format')!r}, this controller reads "
+            f"{meta_path}: data directory format {json.dumps(meta.get('format'))}, this "
+            "controller reads "
             f"format {FORMAT}; it is never misread: start from an empty data directory or "
             "run the release that wrote it"
         )
