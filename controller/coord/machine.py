@@ -47,9 +47,8 @@ from controller.zk.records import (
 )
 
 SESSION_ID_BITS = 56
-MULTI_OPS = MULTI_WRITE_OPS
 WRITE_OPS = {
-    *MULTI_OPS,
+    *MULTI_WRITE_OPS,
     OpCode.DELETE_CONTAINER,
     OpCode.SET_ACL,
     OpCode.MULTI,
@@ -261,7 +260,7 @@ class CoordStateMachine:
         with MARSHALLINGERROR (ZooKeeper cannot turn it into a transaction)."""
         ops = []
         for op, record in request.ops:
-            if op not in MULTI_OPS:
+            if op not in MULTI_WRITE_OPS:
                 raise ZkError(Err.MARSHALLINGERROR, f"op {op} in a multi")
             ops.append(
                 writes.multi_create_op(op, record) if op in writes.CREATE_OPS else (op, record)

@@ -89,6 +89,11 @@ class WatchTable:
     def paths_for(self, key: Key) -> set[tuple[str, str]]:
         return set(self._by_key.get(key, ()))
 
+    def one_shot(self, kind: str) -> list[str]:
+        """The paths with a one-shot watch of `kind` ("data", "exist", "child")."""
+        assert kind in ("data", "exist", "child"), kind
+        return list(self._table(kind))
+
     def consume(self, kind: str, path: str) -> set[Key]:
         """Remove and return the connections with a `kind` watch on exactly `path`."""
         out: set[Key] = set()

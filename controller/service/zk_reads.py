@@ -17,6 +17,7 @@ from controller.coord.datatree import DataTree, ZkError
 from controller.service.watches import CHILD_KINDS, DATA_KINDS, KINDS, WatchTable
 from controller.zk.constants import AddWatchMode, Err, EventType, OpCode, Perm, WatcherType
 from controller.zk.records import (
+    MULTI_READ_OPS,
     AddWatchRequest,
     ClientInfo,
     ErrorResponse,
@@ -58,7 +59,6 @@ OP_REMOVE_WATCHES = int(OpCode.REMOVE_WATCHES)
 OP_SET_WATCHES = int(OpCode.SET_WATCHES)
 OP_SET_WATCHES2 = int(OpCode.SET_WATCHES2)
 OP_WHO_AM_I = int(OpCode.WHO_AM_I)
-MULTI_READ_OPS = frozenset({OP_GET_DATA, OP_GET_CHILDREN})
 
 # removeWatches/checkWatches: which watch kinds a WatcherType covers (3.8 knows 1-3 only).
 _KINDS_BY_TYPE: dict[int, tuple[str, ...]] = {
@@ -202,27 +202,17 @@ class ZkReads:
         (DataTree.setWatches)."""
         tree = self._tree()
         rel = req.relative_zxid
-        for path in req.data_watches or ():
-            node = tree.find(path)
-            if node is None:
-                fire(EventType.NODE_DELETED, path)
-            elif node.mzxid > rel:
-                fire(EventType.NODE_DATA_CHANGED, path)
-            else:
-                self.watches.add("data", path, conn_id)
-        for path in req.exist_watches or ():
-            if tree.find(path) is not None:
-                fire(EventType.NODE_CREATED, path)
-            else:
-                self.watches.add("exist", path, conn_id)
-        for path in req.child_watches or ():
-            node = tree.find(path)
-            if node is None:
-                fire(EventType.NODE_DELETED, path)
-            elif node.pzxid > rel:
-                fire(EventType.NODE_CHILDREN_CHANGED, path)
-            else:
-                self.watches.add("child", path, conn_id)
+        for kind, paths in (
+            ("data", req.data_watches),
+            ("exist", req.exist_watches),
+            ("child", req.child_watches),
+        ):
+            for path in paths or ():
+                event = one_shot_event(tree, kind, path, rel)
+                if event is None:
+                    self.watches.add(kind, path, conn_id)
+                else:
+                    fire(event, path)
         if isinstance(req, SetWatches2):
             for path in req.persistent_watches or ():
                 self.watches.add("persistent", path, conn_id)
@@ -230,6 +220,21 @@ class ZkReads:
             for path in req.persistent_recursive_watches or ():
                 self.watches.add("recursive", path, conn_id)
                 self.watches.add("recursive_child", path, conn_id)
+
+
+def one_shot_event(tree: DataTree, kind: str, path: str, since_zxid: int) -> int | None:
+    """The event a one-shot watch of `kind` ("data", "exist", "child") on `path`, set when
+    the tree was at `since_zxid`, is owed by `tree` now, or None to keep waiting: ZooKeeper's
+    `DataTree.setWatches` rule (mzxid for data watches, pzxid for child watches, existence
+    for exist watches)."""
+    node = tree.find(path)
+    if kind == "exist":
+        return EventType.NODE_CREATED if node is not None else None
+    if node is None:
+        return EventType.NODE_DELETED
+    if kind == "data":
+        return EventType.NODE_DATA_CHANGED if node.mzxid > since_zxid else None
+    return EventType.NODE_CHILDREN_CHANGED if node.pzxid > since_zxid else None
 
 
 def catch_up_events(
@@ -260,21 +265,11 @@ def catch_up_events(
             return EventType.NODE_CREATED
         return EventType.NODE_DATA_CHANGED if node.mzxid > since_zxid else None
 
-    for path in list(watches.data):
-        node = tree.find(path)
-        if node is None:
-            fire(watches.consume("data", path), EventType.NODE_DELETED, path)
-        elif node.mzxid > since_zxid:
-            fire(watches.consume("data", path), EventType.NODE_DATA_CHANGED, path)
-    for path in list(watches.exist):
-        if tree.find(path) is not None:
-            fire(watches.consume("exist", path), EventType.NODE_CREATED, path)
-    for path in list(watches.child):
-        node = tree.find(path)
-        if node is None:
-            fire(watches.consume("child", path), EventType.NODE_DELETED, path)
-        elif node.pzxid > since_zxid:
-            fire(watches.consume("child", path), EventType.NODE_CHILDREN_CHANGED, path)
+    for kind in ("data", "exist", "child"):
+        for path in list(watches.one_shot(kind)):
+            event = one_shot_event(tree, kind, path, since_zxid)
+            if event is not None:
+                fire(watches.consume(kind, path), event, path)
     for path, keys in list(watches.persistent.items()):
         event = changed(path)
         if event is not None:
