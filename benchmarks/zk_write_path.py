@@ -112,7 +112,8 @@ def install_hooks() -> None:
             on_peer_frame(src, frame)
 
         async def traced_client(stream: Any, first: bytes) -> None:
-            await handle_client(TracedStream(stream), first)
+            address = str(stream.socket.getpeername()[0])
+            await handle_client(TracedStream(stream), first, address)
 
         service.on_peer_frame = traced_peer_frame
         service.handle_client = traced_client

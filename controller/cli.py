@@ -76,8 +76,8 @@ def controller_run(
     cluster_id: Annotated[
         str | None, typer.Option(help="Cluster id (default kraft-local).")
     ] = None,
-    election_timeout_ms: Annotated[int | None, typer.Option(help="Default 200.")] = None,
-    heartbeat_interval_ms: Annotated[int | None, typer.Option(help="Default 50.")] = None,
+    election_timeout_ms: Annotated[int | None, typer.Option(help="Default 300.")] = None,
+    heartbeat_interval_ms: Annotated[int | None, typer.Option(help="Default 100.")] = None,
     fsync: Annotated[str | None, typer.Option(help="always (default) or never.")] = None,
     snapshot_interval_entries: Annotated[
         int | None, typer.Option(help="Log entries between snapshots (100000).")

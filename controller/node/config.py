@@ -9,8 +9,8 @@ Example file::
     client_host = "127.0.0.1"
     client_port = 2181
     data_dir = "./kraft-data/node-1"
-    election_timeout_ms = 200
-    heartbeat_interval_ms = 50
+    election_timeout_ms = 300
+    heartbeat_interval_ms = 100
     fsync = "always"          # or "never" (tests and benchmarks only)
     snapshot_interval_entries = 100000
     admin_port = 8080         # HTTP: console, /metrics, /commands (-1 = off)

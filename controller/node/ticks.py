@@ -18,10 +18,11 @@ timeout. Now:
 - a stalled process (e.g. a long garbage collection, or a big snapshot serialized on the
   event loop) does not count the stalled time, as the old per-tick ticker did not: the
   clock knows when the loop last ran (`alive_at`; every peer chunk and every loop turn
-  report in), and the ticker also wakes after `WATCH_TICKS` without any activity. Waking
-  more than `STALL_TICKS` after that wake time means the process was stalled: only the
-  ticks up to the wake time that are known to be quiet are delivered, and the due one
-  fires one period later, after the messages that piled up meanwhile were read.
+  report in), and the ticker also wakes after a heartbeat interval and a bit without any
+  activity. Waking more than `STALL_TICKS` after that wake time means the process was
+  stalled: only the ticks up to the wake time that are known to be quiet are delivered,
+  and the due one fires one period later, after the messages that piled up meanwhile were
+  read.
 
 Sans-IO: times are plain floats passed in by the node.
 """
@@ -36,8 +37,9 @@ if TYPE_CHECKING:
 STALL_TICKS = 5
 """Waking this many periods after the deadline means the process was stalled."""
 WATCH_TICKS = 8
-"""The ticker wakes after this many ticks without any activity, to tell a stall from
-quiet: more than a heartbeat interval, so a follower hearing its leader never wakes for it."""
+"""The least number of ticks without any activity after which the ticker wakes, to tell a
+stall from quiet. The node uses more than a heartbeat interval (`watch_ticks_for`), so a
+follower hearing its leader never wakes for it."""
 MAX_IDLE_TICKS = 100
 """Even when no tick is due (an observer), deliver the counted ticks at least this often."""
 
@@ -49,6 +51,12 @@ def ticks_until_due(core: RaftCore) -> int:
     return MAX_IDLE_TICKS if due is None else max(1, min(MAX_IDLE_TICKS, due))
 
 
+def watch_ticks_for(heartbeat_ticks: int) -> int:
+    """How long the ticker lets a quiet loop be: a heartbeat interval plus a margin for the
+    heartbeat's own delivery."""
+    return max(WATCH_TICKS, heartbeat_ticks + 3)
+
+
 class TickClock:
     """The tick grid and how much of it has been handed to the Raft loop.
 
@@ -57,8 +65,9 @@ class TickClock:
     `wake_time()`.
     """
 
-    def __init__(self, period: float, now: float) -> None:
+    def __init__(self, period: float, now: float, watch_ticks: int = WATCH_TICKS) -> None:
         self.period = period
+        self.watch_ticks = watch_ticks
         self.origin = now
         self.pushed = 0
         self.planned = 1
@@ -70,7 +79,7 @@ class TickClock:
         return self.origin + self.planned * self.period
 
     def wake_time(self) -> float:
-        return min(self.due_time(), self.alive_at + WATCH_TICKS * self.period)
+        return min(self.due_time(), self.alive_at + self.watch_ticks * self.period)
 
     def plan(self, applied: int, until_due: int, now: float) -> None:
         """The loop (running at `now`) has applied `applied` ticks and the core says the
