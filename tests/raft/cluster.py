@@ -15,6 +15,8 @@ class Cluster:
     def __init__(self, voters: int = 3, observers: int = 0, **cfg: int | bool) -> None:
         vs = tuple(range(1, voters + 1))
         obs = tuple(range(voters + 1, voters + observers + 1))
+        # The scenarios count ticks against these, not against the product's defaults.
+        cfg = {"election_ticks": 20, "heartbeat_ticks": 5, **cfg}
         self.cores: dict[NodeId, RaftCore] = {
             n: RaftCore(RaftConfig(n, vs, obs, **cfg), InitialState(), random.Random(n))  # type: ignore[arg-type]
             for n in vs + obs
