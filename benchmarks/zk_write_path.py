@@ -87,12 +87,18 @@ def install_hooks() -> None:
         lambda s, rd: note("persist_start", f"{len(rd.entries)}:{threading.current_thread().name}"),
         lambda s, rd: note("persist_end", str(len(rd.entries))),
     )
-    wrap("_send", lambda s, msgs: [note("send", msg_detail(m)) for m in msgs], None)
+    wrap(
+        "_send",
+        lambda s, msgs: [note("send", msg_detail(m)) for m in msgs],
+        lambda s, msgs: msgs and note("sent", ""),
+    )
     wrap(
         "_handle_input",
         lambda s, item: hasattr(item, "src") and note("step", msg_detail(item)),
         None,
     )
+    # Turns run inline by the task that read the input (a peer reader, the ticker).
+    wrap("_run_turn", lambda s, msgs: [note("step", msg_detail(m)) for m in msgs], None)
     wrap(
         "_apply",
         lambda s, entries: note("apply_start", str(len(entries))),
@@ -141,7 +147,8 @@ def milestones(on_follower: bool, fid: int, lid: int) -> list[Milestone]:
             ("leader reads the request", "leader", "client_recv", ""),
             ("leader proposes it", "leader", "propose", ""),
             ("append sent to followers", "leader", "send", f"AppendRequest:{lid}>"),
-            ("leader's write starts (worker thread)", "leader", "persist_start", ""),
+            ("sending it returned", "leader", "sent", ""),
+            ("leader's write starts", "leader", "persist_start", ""),
             ("leader write + fsync done", "leader", "persist_end", ""),
             ("first follower ack stepped", "leader", "step", "AppendResponse"),
             ("applied on the leader", "leader", "apply_end", ""),
@@ -154,7 +161,7 @@ def milestones(on_follower: bool, fid: int, lid: int) -> list[Milestone]:
         ("leader proposes it", "leader", "propose", ""),
         ("append sent to followers", "leader", "send", f"AppendRequest:{lid}>"),
         ("follower steps the append", "server", "step", "AppendRequest"),
-        ("follower's write starts (worker thread)", "server", "persist_start", ""),
+        ("follower's write starts", "server", "persist_start", ""),
         ("follower write + fsync done", "server", "persist_end", ""),
         ("follower ack sent", "server", "send", f"AppendResponse:{fid}>"),
         ("leader steps this ack", "leader", "step", f"AppendResponse:{fid}>"),

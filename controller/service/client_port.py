@@ -90,6 +90,7 @@ class ClientPort:
                 try:
                     await self._read_loop(conn, framer)
                 finally:
+                    svc.forwarder.flush_deferred()  # what it sent is still processed
                     conn.close()
                     # Let the writer flush what is queued (e.g. a closeSession reply).
                     with trio.move_on_after(1):
@@ -130,6 +131,7 @@ class ClientPort:
         budget = -1  # requests this reader may still queue in its turn; -1: not throttled
         while not conn.closing:
             if limit.full or budget == 0 or (budget < 0 and limit.contended):
+                self.service.forwarder.flush_deferred()  # never wait on our own writes
                 with trio.CancelScope() as conn.turn_scope:
                     budget = await limit.wait_for_room()
                 conn.turn_scope = None
@@ -161,9 +163,12 @@ class ClientPort:
                 event = framer.next_event()
             except (FrameTooLarge, JuteError) as exc:
                 log.warning("closing client %s: %s", conn.address, exc)
+                self.service.forwarder.flush_deferred()
                 return None
             if event is not None:
                 return event
+            # All that was read is queued: its writes go now, before this task waits.
+            self.service.forwarder.flush_deferred()
             while len(conn.queue) >= self.settings.max_outstanding and not conn.closing:
                 conn.room = trio.Event()
                 await conn.room.wait()
@@ -328,7 +333,7 @@ class ClientPort:
                 conn.close()
 
         conn.pending_writes += 1
-        slot.seq = svc.forwarder.propose(build, done)
+        slot.seq = svc.forwarder.propose(build, done, defer=True)
 
     def _read(
         self, conn: ClientConnection, xid: int, op: int, record: Any, started: float

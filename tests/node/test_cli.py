@@ -83,15 +83,16 @@ def test_data_dir_of_another_cluster_is_refused(tmp_path: Path) -> None:
 
 
 def test_quorum_start_runs_until_sigterm_and_recovers(tmp_path: Path) -> None:
-    for _attempt in range(5):
-        base = free_ports(1)[0]
-        raft = free_ports(1)[0]
-        if base + 3 < 65536 and raft + 3 < 65536:
-            break
+    from tests.node.test_quorum_runner import consecutive_free_ports
+
+    # Three runs of free ports that do not overlap (independent picks once collided).
+    base = consecutive_free_ports(3)
+    raft = consecutive_free_ports(3, avoid={*range(base, base + 3)})
+    admin = consecutive_free_ports(3, avoid={*range(base, base + 3), *range(raft, raft + 3)})
     args = [
         sys.executable, "-m", "controller", "quorum", "start", "--data-dir", str(tmp_path),
         "--base-port", str(base), "--raft-base-port", str(raft),
-        "--admin-base-port", str(free_ports(1)[0]),
+        "--admin-base-port", str(admin),
     ]  # fmt: skip
     bootstrap = ",".join(f"127.0.0.1:{base + i}" for i in range(3))
     from controller.node.config import parse_bootstrap

@@ -3,7 +3,8 @@ dropped silently, and a session's applied writes always a prefix of what it sent
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -23,6 +24,8 @@ class FakeCore:
     is_leader: bool = False
     term: int = 3
     leader_id: int | None = 1
+    last_index: int = 10
+    commit_index: int = 10
 
 
 @attrs.define
@@ -47,6 +50,10 @@ class FakeNode:
 
     def submit(self, data: bytes, callback: Callable[..., None]) -> None:
         self.submitted.append((data, callback))
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        yield
 
     async def wait_for_room(self) -> None:
         while not self.room:
@@ -224,5 +231,50 @@ async def test_the_leader_proposes_its_backlog_when_room_comes(
         leader.room = True
         await trio.sleep(0.05)
         assert fwd.backlog == 0 and len(leader.submitted) == 5
+
+    await run(fwd, body)
+
+
+async def test_a_lone_clients_deferred_write_goes_at_once_from_the_reader() -> None:
+    """`propose(defer=True)` waits for the reader's `flush_deferred()`; with nothing in
+    flight the forward is written there and then, with no task switch to the flush task."""
+    node = FakeNode(2)
+    fwd = WriteForwarder(node, extended_types=False)  # type: ignore[arg-type]
+    results = Results()
+
+    async def body() -> None:
+        first = fwd.propose(lambda s: Barrier(2, s), results.done(1), defer=True)
+        second = fwd.propose(lambda s: Barrier(2, s), results.done(2), defer=True)
+        await settle()
+        assert node.frames == []  # not before the reader has read all it had
+        fwd.flush_deferred()
+        [(peer, frame)] = node.frames  # synchronously, one frame for both
+        assert peer == 1 and isinstance(frame, Forward)
+        assert [s for s, _ in frame.commands] == [first, second]
+
+    await run(fwd, body)
+
+
+async def test_deferred_writes_behind_writes_in_flight_are_batched_by_the_flush_task() -> None:
+    """With requests of ours in flight a new one cannot commit before them anyway: the
+    flush task sends it, together with whatever other readers queued meanwhile."""
+    node = FakeNode(2)
+    fwd = WriteForwarder(node, extended_types=False)  # type: ignore[arg-type]
+    results = Results()
+
+    async def body() -> None:
+        fwd.propose(lambda s: Barrier(2, s), results.done(1), defer=True)
+        fwd.flush_deferred()
+        assert len(node.frames) == 1  # in flight now
+        second = fwd.propose(lambda s: Barrier(2, s), results.done(2), defer=True)
+        fwd.flush_deferred()
+        third = fwd.propose(lambda s: Barrier(2, s), results.done(3), defer=True)
+        fwd.flush_deferred()
+        assert len(node.frames) == 1  # not yet: the flush task takes them
+        await settle()
+        assert len(node.frames) == 2
+        _, frame = node.frames[1]
+        assert isinstance(frame, Forward)
+        assert [s for s, _ in frame.commands] == [second, third]
 
     await run(fwd, body)
