@@ -15,7 +15,8 @@ Tasks in the node's nursery:
   core sees its inputs in the order they arrived;
 - the ticker, which turns the trio clock into Raft ticks; it sleeps until the next tick
   that can do something, so an idle controller does not wake every tick (`ticks.py`);
-- one `PeerSender` per peer, and listeners for the Raft port and the client port.
+- one `PeerSender` per peer, and listeners for the Raft port and the client port
+  (`inbound.py`).
 """
 
 from __future__ import annotations
@@ -25,22 +26,20 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 import trio
 
 from controller import limits
-from controller.node.admin import MAGIC
 from controller.node.codec import (
-    SERVICE_FRAME_TYPES,
     EntryBlobCache,
-    FrameDecoder,
     Hello,
-    PeerProtocolError,
     ServiceFrame,
     encode_frame,
 )
 from controller.node.config import NodeConfig
+from controller.node.inbound import serve_client, serve_peer
 from controller.node.listeners import LeaderChange, RaftListener
 from controller.node.peers import PeerSender
 from controller.node.statemachine import KVStateMachine, StateMachine
@@ -55,7 +54,6 @@ log = logging.getLogger(__name__)
 
 INBOX_CAPACITY = 8192
 MAX_PENDING_PROPOSALS = limits.MAX_UNCOMMITTED_ENTRIES
-FIRST_BYTES_TIMEOUT_S = 10.0
 
 Callback = Callable[[object, Entry | None, Exception | None], None]
 """Called once per proposal: (state machine result, applied entry, error)."""
@@ -131,7 +129,7 @@ class ControllerNode:
         self.config = config
         self.node_id = config.node_id
         self.sm: StateMachine = state_machine or KVStateMachine()
-        self._client_handler = client_handler
+        self.client_handler = client_handler  # for a client port without a service
         self.service = service
         # Told about every applied batch, snapshot and leader change, in this order.
         self.listeners: list[RaftListener] = []
@@ -257,61 +255,10 @@ class ControllerNode:
         return result, entry
 
     def status(self) -> dict[str, Any]:
-        """The data behind `kraft quorum status` (JSON-friendly)."""
-        core = self.core
-        progress = core.progress()
-        tick_ms = limits.TICK_MS
+        """The data behind `kraft quorum status` (JSON-friendly; `controller/node/status.py`)."""
+        from controller.node.status import node_status
 
-        def member(nid: NodeId) -> dict[str, Any]:
-            addr = {**self.config.voters, **self.config.observers}[nid]
-            client = (
-                self.client_address
-                if nid == self.node_id
-                else self.peer_client_addresses.get(nid, "")
-            )
-            info: dict[str, Any] = {
-                "id": nid,
-                "raft_address": str(addr),
-                "client_address": client,
-                "log_end": None,
-                "lag": None,
-                "last_contact_ms": None,
-            }
-            if nid == self.node_id:
-                info.update(log_end=core.last_index, lag=0, last_contact_ms=0)
-                info["lag"] = max(0, core.commit_index - core.last_index)
-            elif nid in progress:
-                pr = progress[nid]
-                info.update(
-                    log_end=pr.match_index,
-                    lag=max(0, core.last_index - pr.match_index),
-                    last_contact_ms=pr.last_contact_ticks * tick_ms,
-                )
-            return info
-
-        return {
-            "node_id": self.node_id,
-            "role": core.role,
-            "leader_id": core.leader_id,
-            "leader_client_address": self.leader_client_address(),
-            "term": core.term,
-            "commit_index": core.commit_index,
-            "applied_index": core.applied_index,
-            "last_index": core.last_index,
-            "first_index": core.first_index,
-            "elections_started": core.elections_started(),
-            "leader_changes": self.leader_changes,
-            "fsyncs": self.fsyncs,
-            "inline_turns": self.inline_turns,
-            "loop_turns": self.loop_turns,
-            "snapshots_installed": self.snapshots_installed,
-            "snapshots_taken": self.snapshots_taken,
-            "voters": [member(v) for v in core.voters],
-            "observers": [member(o) for o in core.observers],
-            "state_machine": self.sm.stats(),
-            "service": self.service.stats() if self.service is not None else {},
-            **{name: source() for name, source in self.status_sources.items()},
-        }
+        return node_status(self)
 
     def transfer_leadership(self) -> None:
         if self.core.is_leader:
@@ -358,10 +305,10 @@ class ControllerNode:
         try:
             async with trio.open_nursery() as nursery:
                 raft_addr = cfg.raft_address
-                await nursery.start(trio.serve_tcp, self._handle_peer_connection, raft_addr.port)
+                await nursery.start(trio.serve_tcp, partial(serve_peer, self), raft_addr.port)
                 client_listeners = await nursery.start(
                     trio.serve_tcp,
-                    self._handle_client_connection,
+                    partial(serve_client, self),
                     cfg.client_port,
                 )
                 port = client_listeners[0].socket.getsockname()[1]
@@ -694,93 +641,24 @@ class ControllerNode:
         self.snapshots_taken += 1
         log.info("snapshot at index %d (%d bytes)", meta.index, len(snapshot.data))
 
-    # ------------------------------------------------------------------ connections
+    # ------------------------------------------------------------------ inputs
 
-    async def _handle_peer_connection(self, stream: trio.SocketStream) -> None:
-        decoder = FrameDecoder()
-        peer: Hello | None = None
-        try:
-            async for data in stream:
-                decoder.feed(bytes(data))
-                messages: list[Message] = []
-                with self.batch():
-                    peer = self._read_peer_frames(decoder, peer, messages)
-                    if self._run_turn(messages):
-                        continue
-                await self._push_ticks()  # the ticks that fired before these messages
-                for msg in messages:
-                    self._inbox_items += 1
-                    await self._inbox_send.send(msg)
-        except PeerProtocolError as exc:
-            log.error("closing peer connection: %s", exc)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
-        finally:
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
+    def try_turn(self, messages: Sequence[Message]) -> bool:
+        """Peer messages read from one chunk: stepped in a turn right here, in the caller's
+        task, if the Raft loop is idle (True); else False and nothing was done."""
+        return self._run_turn(messages)
 
-    def _read_peer_frames(
-        self, decoder: FrameDecoder, peer: Hello | None, messages: list[Message]
-    ) -> Hello | None:
-        """Handle the service frames of one chunk and collect its Raft messages (in order);
-        returns the peer's Hello once known. Raises PeerProtocolError."""
-        while (frame := decoder.next_frame()) is not None:
-            if peer is None:
-                peer = self._check_hello(frame)
-                continue
-            if isinstance(frame, Hello):
-                raise PeerProtocolError(f"unexpected {type(frame).__name__}")
-            if isinstance(frame, SERVICE_FRAME_TYPES):
-                if self.service is not None:
-                    self.service.on_peer_frame(peer.node_id, frame)
-                continue
-            if frame.src != peer.node_id or frame.dst != self.node_id:
-                raise PeerProtocolError(
-                    f"message {frame.src}->{frame.dst} on node {peer.node_id}'s link"
-                )
-            messages.append(frame)
-        return peer
+    async def queue_messages(self, messages: Sequence[Message]) -> None:
+        """Peer messages for the Raft loop, after the ticks that fired before them."""
+        await self._push_ticks()
+        for msg in messages:
+            self._inbox_items += 1
+            await self._inbox_send.send(msg)
 
-    def _check_hello(self, frame: object) -> Hello:
-        if not isinstance(frame, Hello):
-            raise PeerProtocolError("first frame must be Hello")
-        if frame.cluster_id != self.config.cluster_id:
-            raise PeerProtocolError(f"foreign cluster id {frame.cluster_id!r}")
-        members = {**self.config.voters, **self.config.observers}
-        if frame.node_id not in members or frame.node_id == self.node_id:
-            raise PeerProtocolError(f"unknown node id {frame.node_id}")
-        self.peer_client_addresses[frame.node_id] = frame.client_address
-        sender = self._peers.get(frame.node_id)
+    def peer_said_hello(self, hello: Hello) -> None:
+        """A peer connected to us: note its client address, and stop waiting out the
+        backoff before reconnecting to it."""
+        self.peer_client_addresses[hello.node_id] = hello.client_address
+        sender = self._peers.get(hello.node_id)
         if sender is not None:
             sender.peer_is_up()
-        return frame
-
-    async def _handle_client_connection(self, stream: trio.SocketStream) -> None:
-        try:
-            first = b""
-            with trio.move_on_after(FIRST_BYTES_TIMEOUT_S):
-                while len(first) < 4:
-                    chunk = await stream.receive_some(4 - len(first))
-                    if not chunk:
-                        break
-                    first += chunk
-            if len(first) < 4:
-                return
-            if first == MAGIC:
-                from controller.node.admin_server import serve_admin
-
-                await serve_admin(self, stream)
-            elif self.service is not None:
-                await self.service.handle_client(stream, first)
-            elif self._client_handler is not None:
-                await self._client_handler(self, stream, first)
-            else:
-                log.info("closing client connection with unknown preamble %r", first)
-        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass  # the client went away
-        except* Exception as group:
-            # A bug in one connection's handling must not take the controller down.
-            log.error("client connection failed", exc_info=group)
-        finally:
-            with trio.CancelScope(shield=True):
-                await stream.aclose()
