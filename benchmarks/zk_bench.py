@@ -35,7 +35,7 @@ import trio
 from benchmarks.zk_ensemble import zookeeper_available
 from benchmarks.zk_failover import expiry_delays, failover_windows
 from benchmarks.zk_load import LoadResult, run_load
-from benchmarks.zk_lone import idle_cpu, lone_kazoo, lone_raw
+from benchmarks.zk_lone import cpu_seconds, idle_cpu, lone_kazoo, lone_raw
 from benchmarks.zk_systems import System, roles, start
 
 ROWS = ("idle", "lone", "kazoo", "throughput", "mix", "failover", "expiry")
@@ -68,9 +68,15 @@ def _lone_rows(system: System, rows: set[str], args: argparse.Namespace) -> dict
     for kind, op, where in plan:
         host, port = system.address(places[where])
         run = lone_raw if kind == "lone" else lone_kazoo
+        cpu_before = sum(cpu_seconds(pid) for pid in system.pids())
         result = run(host, port, op, seconds=args.lone_seconds, warmup=1.0)
+        cpu = sum(cpu_seconds(pid) for pid in system.pids()) - cpu_before
         figures[f"{kind}-{op}-{where}"] = result
         _show(system.name, f"{kind} {OP_LABEL[op]} on {where}", result)
+        if result.requests:
+            # CPU of the three servers together per request: what a lone write costs.
+            figures[f"{kind}-{op}-{where}-cpu"] = cpu * 1000 / result.requests
+            print(f"    servers' CPU: {cpu * 1000 / result.requests:.3f} ms per request")
     if roles(system)[0] != leader:
         print(f"  {system.name}: WARNING the leader changed during the lone-client rows")
     return figures
@@ -144,6 +150,10 @@ def _rate(key: str) -> Getter:
     return lambda f: f[key].rate if key in f else None
 
 
+def _figure(key: str) -> Getter:
+    return lambda f: f.get(key)
+
+
 def _p99(key: str) -> Getter:
     return lambda f: f[key].percentile(0.99) if key in f else None
 
@@ -172,6 +182,14 @@ def _table_rows() -> list[tuple[str, Getter, str, Check]]:
             )
         key = f"lone-get-{where}"
         rows.append((f"lone getData {where} ops/s", _rate(key), ">= 1.0x", _at_least(1.0)))
+        rows.append(
+            (
+                f"lone setData {where} CPU ms/op",
+                _figure(f"lone-set-{where}-cpu"),
+                "lower",
+                None,
+            )
+        )
     for op in ("set", "create"):
         key = f"kazoo-{op}-follower"
         rows.append((f"kazoo {OP_LABEL[op]} follower ops/s", _rate(key), ">= 1.5x", _at_least(1.5)))

@@ -71,6 +71,7 @@ class LoadResult:
     seconds: float
     latencies_ms: list[float]
     broken: int = 0  # connections the server closed during the run
+    requests: int = 0  # lone rows: every request answered, warm-up included
 
     @property
     def rate(self) -> float:

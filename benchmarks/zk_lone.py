@@ -105,6 +105,7 @@ def lone_raw(
             done = clock()
             break
         done = clock()
+        result.requests += 1
         if sent >= measuring_from:
             if err == 0:
                 result.ops += 1
