@@ -200,7 +200,8 @@ class ControllerNode:
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
         """Proposals submitted inside are handed to the core together when the outermost
-        batch ends: in a turn of the caller's own, when the Raft loop is idle."""
+        batch ends: in a turn of the caller's own, when the Raft loop is idle. The body
+        must not await (other tasks' proposals would wait for this batch to end)."""
         self._batch_depth += 1
         try:
             yield

@@ -115,6 +115,8 @@ class WriteForwarder:
             return
         with node.batch():
             self._send_unsent()
+        if self._unsent:
+            self._wake.set()  # no leader yet, or its link is full: the flush task retries
 
     def withdraw(self, seq: int) -> None:
         """The requester is gone (its connection closed after an earlier request failed):

@@ -278,3 +278,25 @@ async def test_deferred_writes_behind_writes_in_flight_are_batched_by_the_flush_
         assert [s for s, _ in frame.commands] == [second, third]
 
     await run(fwd, body)
+
+
+async def test_a_deferred_write_that_cannot_go_yet_is_retried_by_the_flush_task(
+    clock: trio.testing.MockClock,
+) -> None:
+    """The leader's link is full when the reader flushes: the write stays queued and the
+    flush task retries it, rather than waiting for an unrelated event."""
+    node = FakeNode(2, link_up=False)
+    fwd = WriteForwarder(node, extended_types=False)  # type: ignore[arg-type]
+    results = Results()
+
+    async def body() -> None:
+        seq = fwd.propose(lambda s: Barrier(2, s), results.done(1), defer=True)
+        fwd.flush_deferred()
+        await settle()
+        assert node.frames == []
+        node.link_up = True
+        await trio.sleep(1.0)
+        [(_, frame)] = node.frames
+        assert isinstance(frame, Forward) and [s for s, _ in frame.commands] == [seq]
+
+    await run(fwd, body)
