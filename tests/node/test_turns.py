@@ -6,6 +6,7 @@ everywhere. Three controllers in this process, real TCP and real fsync."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,7 +16,12 @@ from controller.client.client import open_client
 from controller.localquorum import free_ports
 from controller.node.config import Address, NodeConfig
 from controller.node.main import build_node
-from controller.node.server import INLINE_PERSIST_MAX_BYTES, ControllerNode
+from controller.node.server import (
+    INLINE_PERSIST_MAX_BYTES,
+    SLOW_DISK_HOLD_S,
+    SLOW_FSYNC_S,
+    ControllerNode,
+)
 
 WRITES = 100
 
@@ -92,3 +98,49 @@ async def test_a_large_append_is_handed_to_the_raft_loop_and_applies_everywhere(
             # worker thread's fsync in the Raft loop, not in the task that read them.
             for i, node in nodes.items():
                 assert node.loop_turns - loop_before[i] >= 2, (i, node.status())
+
+
+async def test_after_a_slow_fsync_appends_are_fsynced_in_a_worker_thread_for_a_while(
+    tmp_path: Path,
+) -> None:
+    """A busy disk can make an fsync take hundreds of milliseconds (ext4 flushes other
+    files' data first); the event loop must not stop that long again: after one fsync over
+    SLOW_FSYNC_S, appends go to the Raft loop's worker thread for SLOW_DISK_HOLD_S."""
+    client, raft = free_ports(2)
+    node = build_node(
+        NodeConfig(
+            node_id=1,
+            voters={1: Address("127.0.0.1", raft)},
+            data_dir=tmp_path / "node",
+            client_port=client,
+            fsync=True,
+        )
+    )
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(node.run)
+            while not node.core.is_leader:
+                await node.applied_event.wait()
+            async with open_client(node.client_address) as zk:
+                await zk.create("/p", b"")
+                storage = node._storage
+                assert storage is not None
+                fast_sync = storage.sync
+
+                def slow_sync() -> None:
+                    time.sleep(SLOW_FSYNC_S * 2)
+                    fast_sync()
+
+                storage.sync = slow_sync  # type: ignore[method-assign]
+                await zk.set("/p", b"slow")
+                storage.sync = fast_sync  # type: ignore[method-assign]
+                before = node.loop_turns
+                for k in range(10):
+                    await zk.set("/p", b"%d" % k)
+                assert node.loop_turns - before >= 10  # each append went to the thread
+                await trio.sleep(SLOW_DISK_HOLD_S)
+                before = node.loop_turns
+                for k in range(10):
+                    await zk.set("/p", b"%d" % k)
+                assert node.loop_turns - before < 3  # in place again
+            nursery.cancel_scope.cancel()
