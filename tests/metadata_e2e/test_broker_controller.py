@@ -60,10 +60,20 @@ def active_controller(zk: KazooClient) -> tuple[int, int]:
     """(controller id, controller epoch) once an active controller has written them."""
 
     def read() -> tuple[int, int] | None:
-        if zk.exists(r.CONTROLLER) is None or zk.exists(r.CONTROLLER_EPOCH) is None:
+        # A new active controller replaces both znodes in one multi; two plain reads may
+        # straddle it (the old id with the new epoch), so the epoch is read before and
+        # after the id, and a change in between means: read again.
+        before = zk.exists(r.CONTROLLER_EPOCH)
+        if before is None:
             return None
-        info = r.decode(zk.get(r.CONTROLLER)[0], r.ControllerInfo)
-        return info.brokerid, r.decode_epoch(zk.get(r.CONTROLLER_EPOCH)[0])
+        try:
+            info = r.decode(zk.get(r.CONTROLLER)[0], r.ControllerInfo)
+            data, after = zk.get(r.CONTROLLER_EPOCH)
+        except NoNodeError:
+            return None
+        if after.mzxid != before.mzxid:
+            return None
+        return info.brokerid, r.decode_epoch(data)
 
     return wait_for("an active controller", read)
 

@@ -95,9 +95,10 @@ async def test_a_large_append_is_handed_to_the_raft_loop_and_applies_everywhere(
                     assert (await zk.get("/big"))[0] == big[::-1]
                     assert (await zk.get("/small"))[0] == b"after"
             # The leader's and the followers' appends of the large entries waited for a
-            # worker thread's fsync in the Raft loop, not in the task that read them.
+            # worker thread's fsync in the Raft loop, not in the task that read them (both
+            # large entries may come in one append).
             for i, node in nodes.items():
-                assert node.loop_turns - loop_before[i] >= 2, (i, node.status())
+                assert node.loop_turns - loop_before[i] >= 1, (i, node.status())
 
 
 async def test_after_a_slow_fsync_appends_are_fsynced_in_a_worker_thread_for_a_while(
