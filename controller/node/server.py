@@ -44,6 +44,7 @@ from controller.node.inbound import serve_client, serve_peer
 from controller.node.listeners import LeaderChange, RaftListener
 from controller.node.peers import PeerSender
 from controller.node.statemachine import KVStateMachine, StateMachine
+from controller.node.status import node_status
 from controller.node.ticks import TickClock, ticks_until_due, watch_ticks_for
 from controller.raft.core import InitialState, NotLeader, RaftConfig, RaftCore
 from controller.raft.messages import Message
@@ -263,8 +264,6 @@ class ControllerNode:
 
     def status(self) -> dict[str, Any]:
         """The data behind `kraft quorum status` (JSON-friendly; `controller/node/status.py`)."""
-        from controller.node.status import node_status
-
         return node_status(self)
 
     def transfer_leadership(self) -> None:
@@ -371,12 +370,7 @@ class ControllerNode:
         core = self._core
         self._turn_busy = self._running_inline = True
         self.inline_turns += 1
-        count = self._clock.fire(trio.current_time())
-        if count:
-            tick = core.tick
-            for _ in range(count):
-                tick()
-            self._ticks_applied += count
+        self._apply_ticks(self._clock.fire(trio.current_time()))
         for msg in messages:
             core.step(msg)
         while True:
@@ -467,14 +461,17 @@ class ControllerNode:
                 core.advance(rd)
             await self._maybe_snapshot()
 
+    def _apply_ticks(self, count: int) -> None:
+        tick = self.core.tick
+        for _ in range(count):
+            tick()
+        self._ticks_applied += count
+
     def _handle_input(self, item: Message | _Ticks | _Wake) -> None:
         self._inbox_items -= 1
         assert self._inbox_items >= 0, self._inbox_items
         if type(item) is _Ticks:
-            tick = self.core.tick
-            for _ in range(item.count):
-                tick()
-            self._ticks_applied += item.count
+            self._apply_ticks(item.count)
         elif item is _WAKE:
             pass
         else:
@@ -519,7 +516,7 @@ class ControllerNode:
         them first), and an event loop stopped that long sends no heartbeats: after one
         fsync slower than `SLOW_FSYNC_S`, fsyncs go to a worker thread for
         `SLOW_DISK_HOLD_S`. (Always in a thread, the leader's CPU per lone write rose
-        from about 2.0 to 2.6-2.8 ms for the three controllers together, and lone writes
+        from about 2.0 to 2.5-2.9 ms for the three controllers together, and lone writes
         fell by a third.)"""
         if rd.snapshot is not None:
             return False
@@ -568,7 +565,7 @@ class ControllerNode:
                 listener.handle_leader_change(change)
 
     def _persist(self, rd: Ready) -> None:
-        if not (rd.must_sync or rd.entries or rd.snapshot or rd.hard_state is not None):
+        if not (rd.must_sync or rd.entries or rd.snapshot is not None or rd.hard_state is not None):
             return
         storage = self._storage
         assert storage is not None
